@@ -1,0 +1,106 @@
+"""The record type every archive reader yields, and the error a reader raises for unusable input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+INVALID_ADC = -32768  # WFDB's invalid-sample marker for 16-bit formats; readers map other markers onto it
+
+# Reject reasons: a small fixed vocabulary (the `reason` column of ecg_rejects); `detail` says more.
+REASON_MISSING_FILE = "missing_file"
+REASON_TRUNCATED_SIGNAL = "truncated_signal"
+REASON_BAD_HEADER = "bad_header"
+REASON_BAD_LEADS = "bad_leads"
+REASON_BAD_RATE = "unsupported_rate"
+REASON_BAD_LENGTH = "unsupported_length"
+REASON_UNUSABLE_SIGNAL = "unusable_signal"
+REASON_DUPLICATE = "duplicate"
+REASON_BAD_METADATA = "bad_metadata"
+REASON_READ_ERROR = "read_error"  # anything unforeseen while reading: the exception, never a crash
+REJECT_REASONS = (
+    REASON_MISSING_FILE,
+    REASON_TRUNCATED_SIGNAL,
+    REASON_BAD_HEADER,
+    REASON_BAD_LEADS,
+    REASON_BAD_RATE,
+    REASON_BAD_LENGTH,
+    REASON_UNUSABLE_SIGNAL,
+    REASON_DUPLICATE,
+    REASON_BAD_METADATA,
+    REASON_READ_ERROR,
+)
+
+
+class RecordError(Exception):
+    """A record that cannot be ingested; it lands in ecg_rejects with this reason and detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REJECT_REASONS:
+            raise ValueError(f"unknown reject reason {reason!r}; expected one of {REJECT_REASONS}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Label:
+    code: str | None  # canonical SCP-ECG code; None when the source code maps to nothing (kept, counted)
+    source_code: str  # the code as the archive wrote it (SCP code, SNOMED CT code, report statement)
+    vocabulary: str  # "scp" | "snomed" | "mimic_report" | ...
+    likelihood: float | None = None  # PTB-XL's 0-100 likelihood; None where the source has none
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """Ground-truth localization (synthetic cohorts): a span of one lead at the native rate."""
+
+    label: str
+    lead: str  # canonical lead name
+    start_sample: int
+    end_sample: int  # exclusive
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """A record found in an archive's index, before its signal is read: cheap to list by the million.
+
+    ``meta`` carries what the index tables already know (demographics, labels, measurements) as plain
+    JSON-able values, so refs can travel through Ray Data as rows.
+    """
+
+    source_path: str  # record path relative to the archive root, without extension
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EcgRecord:
+    source: str  # the archive layout: "ptbxl" | "mimic" | "challenge" | "wfdb"
+    source_path: str  # relative to the archive root, without extension (stable: the record_id derives from it)
+    checksum: str  # sha256 of the header and signal file bytes
+    fs_hz: float
+    lead_names: list[str]  # canonical names where recognised, else as written, in file order
+    digital: np.ndarray  # (n_leads, n_samples) int32 ADC values
+    adc_gain: np.ndarray  # (n_leads,) ADC units per mV
+    baseline: np.ndarray  # (n_leads,) ADC value of 0 mV
+    patient_id: str | None = None  # RAW identifier: hashed into patient_key by the lake, never stored
+    recorded_at: datetime | None = None
+    age: float | None = None  # years, as the source gives it (capping happens in the lake layer)
+    sex: str | None = None  # "male" | "female" | None
+    labels: list[Label] = field(default_factory=list)
+    measurements: dict[str, float] = field(default_factory=dict)  # hr_bpm, pr_ms, qrs_ms, qt_ms, ...
+    annotations: list[Annotation] = field(default_factory=list)
+    split_fold: int | None = None  # PTB-XL strat_fold where the archive has one
+    flags: list[str] = field(default_factory=list)  # reader-side quality flags (kept, not rejected)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.digital.shape[1])
+
+    def physical_mv(self) -> np.ndarray:
+        """(n_leads, n_samples) float64 mV; NaN where the ADC wrote its invalid-sample marker."""
+        mv = (self.digital - self.baseline[:, None]) / self.adc_gain[:, None]
+        return np.where(self.digital == INVALID_ADC, np.nan, mv)

@@ -1,0 +1,123 @@
+"""The `rare-ecg` command line: one verb per job, each a thin layer over the library.
+
+Every verb reads defaults from a YAML config and the environment, and exits non-zero with a one-line
+reason on bad input. Long work reports progress on stderr; the last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from rare_ecg.config import LAYOUTS, IngestConfig, Settings, load_yaml
+
+app = typer.Typer(
+    name="rare-ecg",
+    help="Find rare cardiac anomalies in large 12-lead ECG archives: ingest, train, score, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print a one-line reason and return the Exit to raise."""
+    typer.echo(f"rare-ecg: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _validation_message(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    return f"{where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def build_config(model: type[IngestConfig], config_file: Path | None, overrides: dict[str, Any]) -> IngestConfig:
+    data = load_yaml(config_file) if config_file is not None else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return model(**data)
+
+
+class _Progress:
+    """Throttled progress lines on stderr: done/total, rate, ETA."""
+
+    def __init__(self, every_s: float = 2.0) -> None:
+        self.every_s = every_s
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, seconds: float) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = done / seconds if seconds > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        typer.echo(f"ingest: {done}/{total} records ({rate:.0f}/s, eta {eta:.0f}s)", err=True)
+
+
+@app.command()
+def ingest(
+    archive: Annotated[Path | None, typer.Option(help="archive root (default: the built-in example)")] = None,
+    layout: Annotated[str | None, typer.Option(help=f"archive layout: {'|'.join(LAYOUTS)}")] = None,
+    lake: Annotated[str | None, typer.Option(help="lake folder or URI (default: $RARE_ECG_LAKE or ./lake)")] = None,
+    fs: Annotated[int | None, typer.Option("--fs", help="native rate to read where an archive has several")] = None,
+    run_id: Annotated[str | None, typer.Option(help="run id (re-using one makes the run a no-op)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
+    model_fs: Annotated[int | None, typer.Option("--model-fs", help="model rate of ecg_waveforms: 100|500")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="records per worker batch")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker actors (default: one per CPU)")] = None,
+) -> None:
+    """Ingest an ECG archive into the lake's Delta tables (ecg_records, ecg_labels, ecg_waveforms, ...)."""
+    from rare_ecg.runtime import init_ray, setup_logging
+
+    setup_logging()
+    settings = Settings()
+    try:
+        cfg = build_config(
+            IngestConfig,
+            config,
+            {
+                "archive": archive,
+                "layout": layout,
+                "lake": lake,
+                "fs_hz": fs,
+                "run_id": run_id,
+                "model_fs_hz": model_fs,
+                "batch_size": batch_size,
+                "workers": workers,
+            },
+        )
+    except ValidationError as err:
+        raise fail(_validation_message(err)) from None
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    from rare_ecg.ingest.job import run_ingest_job
+
+    try:
+        init_ray(settings)
+        summary = run_ingest_job(cfg, settings, progress=_Progress())
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        raise fail(str(err)) from None
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    typer.echo(
+        f"ingest {summary['run_id']}: {summary['records_in']} records in, {summary['ingested']} ingested, "
+        f"{summary['rejected']} rejected {summary['rejects_by_reason']}, "
+        f"{summary['skipped_existing']} already in the lake; {summary['labels']} labels "
+        f"({sum(summary['unmapped_labels'].values())} unmapped), {summary['annotations']} annotations; "
+        f"{summary['seconds']:.1f} s, {summary['records_per_s']:.0f} records/s",
+        err=True,
+    )
+    typer.echo(json.dumps(summary, default=str))
+
+
+def main() -> None:
+    sys.exit(app())

@@ -1,0 +1,61 @@
+"""Typed configuration: environment settings, and the job configs that YAML files under jobs/configs/ hold.
+
+Each job config is a strict, frozen pydantic model (unknown keys are errors) with a `kind`, so a typo in a
+scheduled job's YAML fails at load time with the offending key, not halfway through a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LAYOUTS = ("ptbxl", "mimic", "challenge", "wfdb")
+Layout = Literal["ptbxl", "mimic", "challenge", "wfdb"]
+
+
+class Settings(BaseSettings):
+    """Where things live, from the environment (embedded defaults: local folder, sqlite, local Ray)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    lake: str = Field(default="lake", validation_alias="RARE_ECG_LAKE")
+    mlflow_tracking_uri: str = Field(default="sqlite:///mlflow.db", validation_alias="MLFLOW_TRACKING_URI")
+    ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
+
+
+class JobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestConfig(JobConfig):
+    kind: Literal["ingest"] = "ingest"
+    archive: Path | None = None  # None: the built-in example archive (20 real PTB-XL records)
+    layout: Layout = "ptbxl"
+    lake: str | None = None  # None: RARE_ECG_LAKE, else ./lake
+    fs_hz: int | None = Field(default=None, description="native rate to read where an archive has several")
+    model_fs_hz: Literal[100, 500] = 100
+    notch_hz: float | None = Field(default=None, gt=0)
+    run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    workers: int | None = Field(default=None, ge=1)
+    cpus_per_worker: float = Field(default=0.5, gt=0, le=64)
+
+    @field_validator("fs_hz")
+    @classmethod
+    def _fs(cls, v: int | None) -> int | None:
+        if v is not None and not 50 <= v <= 2000:
+            raise ValueError(f"fs_hz {v} is outside 50-2000 Hz")
+        return v
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data

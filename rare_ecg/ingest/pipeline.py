@@ -1,0 +1,448 @@
+"""The ingestion job on Ray Data: list an archive, read/validate/preprocess on workers, commit once.
+
+Flow: the driver lists record refs from the archive's index (no signal reads) -> Ray Data actors read
+each record, preprocess it with the canonical function and write Parquet part files for every table
+into the lake -> the driver resolves duplicates (deterministically: the smallest source path wins),
+writes the rejects, and commits each table in one Delta transaction carrying the run id.
+Nothing is lost: every listed record ends up ingested, rejected (with reason and detail) or skipped
+because the lake already holds the same record with the same checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from rare_ecg.archive import open_archive
+from rare_ecg.archive.base import ArchiveReader
+from rare_ecg.archive.record import (
+    REASON_DUPLICATE,
+    REASON_READ_ERROR,
+    REASON_UNUSABLE_SIGNAL,
+    RecordError,
+    RecordRef,
+)
+from rare_ecg.ingest.rows import RecordRows, build_rows
+from rare_ecg.lake import commit, identity
+from rare_ecg.lake.paths import normalize_lake, storage_options, table_uri
+from rare_ecg.lake.schema import (
+    ECG_ANNOTATIONS,
+    ECG_LABELS,
+    ECG_RECORDS,
+    ECG_REJECTS,
+    ECG_WAVEFORMS,
+    SCHEMAS,
+)
+from rare_ecg.signals.preprocess import preprocess
+
+log = logging.getLogger(__name__)
+
+JOB = "ingest"
+# Commit order: the records table last, so a record visible there has its labels and waveform.
+COMMIT_ORDER = (ECG_REJECTS, ECG_LABELS, ECG_ANNOTATIONS, ECG_WAVEFORMS, ECG_RECORDS)
+WORKER_TABLES = (ECG_RECORDS, ECG_WAVEFORMS, ECG_LABELS, ECG_ANNOTATIONS)
+
+STATUS_INGESTED = "ingested"
+STATUS_REJECTED = "rejected"
+STATUS_SKIPPED = "skipped"
+
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("batch_key", pa.string()),
+        ("record_id", pa.string()),
+        ("source_path", pa.string()),
+        ("checksum", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("labels", pa.list_(pa.string())),  # canonical codes, "?<source_code>" for unmapped ones
+        ("n_annotations", pa.int32()),
+        ("files", pa.string()),  # JSON {table: [PartFile rows]}; set on the batch's first row only
+    ]
+)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    archive: Path
+    layout: str
+    lake: str
+    run_id: str
+    fs_hz: int | None = None  # native rate to read where an archive offers several (PTB-XL)
+    model_fs_hz: int = 100
+    notch_hz: float | None = None
+    batch_size: int = 64
+    workers: int | None = None  # scoring actors; default: one per CPU of the Ray cluster
+    cpus_per_worker: float = 0.5  # fractional: 1-CPU actors starve Ray Data on small machines
+
+
+@dataclass
+class IngestSummary:
+    run_id: str
+    lake: str
+    archive: str
+    layout: str
+    records_in: int = 0
+    ingested: int = 0
+    rejected: int = 0
+    skipped_existing: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    labels: int = 0
+    unmapped_labels: dict[str, int] = field(default_factory=dict)
+    label_counts: dict[str, int] = field(default_factory=dict)
+    annotations: int = 0
+    committed_tables: list[str] = field(default_factory=list)
+    already_committed: bool = False
+    seconds: float = 0.0
+    records_per_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _hash64(*parts: str) -> np.uint64:
+    return np.frombuffer(hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest(), "<u8")[0]
+
+
+@dataclass(frozen=True)
+class KnownState:
+    """What the lake already holds, as sorted 64-bit hashes (compact enough for millions of records)."""
+
+    pairs: np.ndarray  # hash(record_id, checksum): the same record already ingested -> skip
+    checksums: np.ndarray  # hash(checksum): the same signal under another record id -> duplicate
+
+    @staticmethod
+    def _contains(arr: np.ndarray, value: np.uint64) -> bool:
+        i = int(np.searchsorted(arr, value))
+        return i < len(arr) and arr[i] == value
+
+    def has_record(self, record_id: str, checksum: str) -> bool:
+        return self._contains(self.pairs, _hash64(record_id, checksum))
+
+    def has_checksum(self, checksum: str) -> bool:
+        return self._contains(self.checksums, _hash64(checksum))
+
+
+def load_known_state(lake: str) -> KnownState:
+    uri = table_uri(lake, ECG_RECORDS)
+    empty = np.zeros(0, dtype=np.uint64)
+    if not commit.DeltaTable.is_deltatable(uri, storage_options=storage_options()):
+        return KnownState(empty, empty)
+    df = pl.scan_delta(uri, storage_options=storage_options()).select("record_id", "checksum").collect()
+    pairs = np.array([_hash64(r, c) for r, c in df.iter_rows()], dtype=np.uint64)
+    sums = np.array([_hash64(c) for c in df["checksum"]], dtype=np.uint64)
+    return KnownState(np.sort(pairs), np.unique(sums))
+
+
+def _known_rejects(lake: str) -> set[tuple[str, str, str]]:
+    uri = table_uri(lake, ECG_REJECTS)
+    if not commit.DeltaTable.is_deltatable(uri, storage_options=storage_options()):
+        return set()
+    df = pl.scan_delta(uri, storage_options=storage_options()).select("source_path", "reason", "checksum")
+    return {(p, r, c or "") for p, r, c in df.collect().iter_rows()}
+
+
+def _rows_table(table_name: str, rows: list[dict[str, Any]]) -> pa.Table:
+    schema = SCHEMAS[table_name]
+    if table_name == ECG_WAVEFORMS and rows:
+        # numpy signals -> list<float32> without a round trip through Python floats
+        signals = [r["signal"] for r in rows]
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in signals])]).astype(np.int32)
+        values = pa.array(np.concatenate(signals).astype(np.float32, copy=False))
+        cols = {
+            name: pa.array([r[name] for r in rows], type=schema.field(name).type)
+            for name in schema.names
+            if name != "signal"
+        }
+        cols["signal"] = pa.ListArray.from_arrays(pa.array(offsets), values)
+        return pa.table({n: cols[n] for n in schema.names}, schema=schema)
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+class BatchProcessor:
+    """A Ray Data actor: reads, validates and preprocesses a batch of refs, writes its part files."""
+
+    def __init__(
+        self,
+        reader: ArchiveReader,
+        lake: str,
+        run_id: str,
+        model_fs_hz: int,
+        notch_hz: float | None,
+        known: KnownState,
+        ingested_at: datetime,
+    ) -> None:
+        self.reader = reader
+        self.lake = lake
+        self.run_id = run_id
+        self.model_fs_hz = model_fs_hz
+        self.notch_hz = notch_hz
+        self.known = known
+        self.ingested_at = ingested_at
+        self.secret = identity.patient_secret()
+
+    def _one(self, ref: RecordRef) -> tuple[dict[str, Any], RecordRows | None]:
+        source = self.reader.layout
+        out: dict[str, Any] = {
+            "record_id": identity.record_id(source, ref.source_path),
+            "source_path": ref.source_path,
+            "checksum": None,
+            "status": STATUS_REJECTED,
+            "reason": None,
+            "detail": None,
+            "labels": [],
+            "n_annotations": 0,
+        }
+        try:
+            rec = self.reader.read(ref)
+        except RecordError as err:
+            out.update(reason=err.reason, detail=err.detail)
+            return out, None
+        except Exception as err:  # a reader bug or an unforeseen file must not sink the whole run
+            out.update(reason=REASON_READ_ERROR, detail=f"{type(err).__name__}: {err}")
+            return out, None
+        out["checksum"] = rec.checksum
+        if self.known.has_record(out["record_id"], rec.checksum):
+            out["status"] = STATUS_SKIPPED
+            return out, None
+        if self.known.has_checksum(rec.checksum):
+            out.update(
+                reason=REASON_DUPLICATE,
+                detail=f"checksum {rec.checksum[:16]} is already in {ECG_RECORDS} under another record_id",
+            )
+            return out, None
+        try:
+            pre = preprocess(rec.physical_mv(), rec.fs_hz, rec.lead_names, self.model_fs_hz, self.notch_hz)
+        except ValueError as err:
+            out.update(reason=REASON_UNUSABLE_SIGNAL, detail=str(err))
+            return out, None
+        rows = build_rows(rec, pre, run_id=self.run_id, secret=self.secret, ingested_at=self.ingested_at)
+        out["status"] = STATUS_INGESTED
+        out["labels"] = [lab.code or f"?{lab.source_code}" for lab in rec.labels]
+        out["n_annotations"] = len(rows.annotations)
+        return out, rows
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch_key = uuid.uuid4().hex
+        outcomes: list[dict[str, Any]] = []
+        per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for path, meta in zip(batch.column("source_path").to_pylist(), batch.column("meta").to_pylist(), strict=True):
+            outcome, rows = self._one(RecordRef(path, json.loads(meta)))
+            outcomes.append(outcome)
+            if rows is not None:
+                per_table[ECG_RECORDS].append(rows.record)
+                per_table[ECG_WAVEFORMS].append(rows.waveform)
+                per_table[ECG_LABELS].extend(rows.labels)
+                per_table[ECG_ANNOTATIONS].extend(rows.annotations)
+        files = {
+            name: [
+                f.to_row()
+                for f in commit.write_part_files(_rows_table(name, per_table[name]), self.lake, name, self.run_id)
+            ]
+            for name in WORKER_TABLES
+            if per_table[name]
+        }
+        for i, o in enumerate(outcomes):
+            o["batch_key"] = batch_key
+            o["files"] = json.dumps(files) if i == 0 else None
+        return pa.Table.from_pylist(outcomes, schema=OUTCOME_SCHEMA)
+
+
+def _ref_chunks(reader: ArchiveReader, chunk: int = 20_000) -> Iterator[pa.Table]:
+    paths: list[str] = []
+    metas: list[str] = []
+    for ref in reader.list_refs():
+        paths.append(ref.source_path)
+        metas.append(json.dumps(ref.meta, default=str))
+        if len(paths) >= chunk:
+            yield pa.table({"source_path": paths, "meta": metas})
+            paths, metas = [], []
+    if paths:
+        yield pa.table({"source_path": paths, "meta": metas})
+
+
+def _drop_records_from_files(
+    lake: str, table_name: str, files: list[commit.PartFile], drop_ids: set[str], run_id: str
+) -> list[commit.PartFile]:
+    """Rewrite part files without the given record ids (in-run duplicates found after the workers wrote)."""
+    fs, base = pafs.FileSystem.from_uri(table_uri(lake, table_name))
+    kept: list[commit.PartFile] = []
+    for f in files:
+        t = pq.read_table(f"{base}/{f.path}", filesystem=fs)
+        mask = pa.compute.invert(pa.compute.is_in(t.column("record_id"), pa.array(sorted(drop_ids))))
+        filtered = t.filter(mask)
+        for col, value in f.partition_values.items():
+            filtered = filtered.append_column(col, pa.array([value] * filtered.num_rows, pa.string()))
+        kept.extend(commit.write_part_files(filtered, lake, table_name, run_id))
+        fs.delete_file(f"{base}/{f.path}")
+    return kept
+
+
+def new_run_id() -> str:
+    return f"{JOB}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def run_ingest(
+    opts: IngestOptions,
+    *,
+    before_commit: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> IngestSummary:
+    """Ingest an archive into the lake. Idempotent: re-running a committed run id changes nothing, and a
+    new run over the same archive adds only records whose (record_id, checksum) the lake lacks.
+
+    ``before_commit(table_name)`` runs just before each table's commit (tests kill runs there).
+    ``progress(done, total, seconds)`` is called as record outcomes arrive.
+    """
+    import ray
+
+    t0 = time.perf_counter()
+    lake = normalize_lake(opts.lake)
+    reader = open_archive(opts.archive, opts.layout, fs_hz=opts.fs_hz)
+    summary = IngestSummary(run_id=opts.run_id, lake=lake, archive=str(opts.archive), layout=opts.layout)
+    if all(commit.is_committed(lake, t, JOB, opts.run_id) for t in (ECG_RECORDS, ECG_REJECTS)):
+        summary.already_committed = True
+        summary.seconds = time.perf_counter() - t0
+        log.info("run %s already committed to %s: nothing to do", opts.run_id, lake)
+        return summary
+
+    chunks = list(_ref_chunks(reader))
+    total = sum(c.num_rows for c in chunks)
+    summary.records_in = total
+    log.info("listed %d records in %s (%s layout)", total, opts.archive, opts.layout)
+    known = load_known_state(lake)
+    outcomes: list[pa.Table] = []
+    if total:
+        if not ray.is_initialized():
+            ray.init()
+        n_workers = opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ds = ray.data.from_arrow(chunks).map_batches(
+            BatchProcessor,
+            batch_size=opts.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers),
+            num_cpus=opts.cpus_per_worker,
+            fn_constructor_kwargs={
+                "reader": reader,
+                "lake": lake,
+                "run_id": opts.run_id,
+                "model_fs_hz": opts.model_fs_hz,
+                "notch_hz": opts.notch_hz,
+                "known": known,
+                "ingested_at": datetime.now(UTC),
+            },
+        )
+        done = 0
+        for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            outcomes.append(out)
+            done += out.num_rows
+            if progress is not None:
+                progress(done, total, time.perf_counter() - t0)
+    result = pa.concat_tables(outcomes) if outcomes else OUTCOME_SCHEMA.empty_table()
+    _finish(result, opts, lake, summary, before_commit)
+    summary.seconds = time.perf_counter() - t0
+    summary.records_per_s = total / summary.seconds if summary.seconds > 0 else 0.0
+    return summary
+
+
+def _finish(
+    result: pa.Table,
+    opts: IngestOptions,
+    lake: str,
+    summary: IngestSummary,
+    before_commit: Callable[[str], None] | None,
+) -> None:
+    rows = result.drop_columns(["files"]).to_pylist()
+    files: dict[str, list[commit.PartFile]] = defaultdict(list)
+    files_by_batch: dict[str, dict[str, list[commit.PartFile]]] = {}
+    for key, blob in zip(result.column("batch_key").to_pylist(), result.column("files").to_pylist(), strict=True):
+        if blob is not None:
+            files_by_batch[key] = {t: [commit.PartFile.from_row(r) for r in fl] for t, fl in json.loads(blob).items()}
+
+    # In-run duplicates: the same signal under several paths. The smallest path wins, whatever the order
+    # in which workers happened to finish, so a re-run makes the same choice.
+    by_checksum: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["status"] == STATUS_INGESTED:
+            by_checksum[r["checksum"]].append(r)
+    losers: dict[str, set[str]] = defaultdict(set)  # batch_key -> record ids to drop
+    for group in by_checksum.values():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda r: r["source_path"])
+        for r in group[1:]:
+            r.update(
+                status=STATUS_REJECTED,
+                reason=REASON_DUPLICATE,
+                detail=f"same checksum as {group[0]['source_path']} in this archive",
+            )
+            losers[r["batch_key"]].add(r["record_id"])
+    for key, batch_files in files_by_batch.items():
+        for table_name, fl in batch_files.items():
+            if key in losers:
+                fl = _drop_records_from_files(lake, table_name, fl, losers[key], opts.run_id)
+            files[table_name].extend(fl)
+
+    known_rejects = _known_rejects(lake)
+    now = datetime.now(UTC)
+    reject_rows = [
+        {
+            "record_id": r["record_id"],
+            "source": opts.layout,
+            "source_path": r["source_path"],
+            "reason": r["reason"],
+            "detail": r["detail"],
+            "checksum": r["checksum"],
+            "run_id": opts.run_id,
+            "rejected_at": now,
+        }
+        for r in rows
+        if r["status"] == STATUS_REJECTED
+    ]
+    new_rejects = [
+        r for r in reject_rows if (r["source_path"], r["reason"], r["checksum"] or "") not in known_rejects
+    ]
+    files[ECG_REJECTS] = commit.write_part_files(
+        pa.Table.from_pylist(new_rejects, schema=SCHEMAS[ECG_REJECTS]), lake, ECG_REJECTS, opts.run_id
+    )
+
+    status = Counter(r["status"] for r in rows)
+    summary.ingested = status[STATUS_INGESTED]
+    summary.rejected = status[STATUS_REJECTED]
+    summary.skipped_existing = status[STATUS_SKIPPED]
+    summary.rejects_by_reason = dict(Counter(r["reason"] for r in reject_rows).most_common())
+    label_counts: Counter[str] = Counter()
+    for r in rows:
+        if r["status"] == STATUS_INGESTED:
+            label_counts.update(r["labels"])
+            summary.annotations += r["n_annotations"]
+    summary.labels = sum(label_counts.values())
+    summary.unmapped_labels = {k[1:]: v for k, v in label_counts.most_common() if k.startswith("?")}
+    summary.label_counts = {k: v for k, v in label_counts.most_common() if not k.startswith("?")}
+
+    metadata = {"rare_ecg.archive": str(opts.archive), "rare_ecg.layout": opts.layout}
+    for table_name in COMMIT_ORDER:
+        if not files.get(table_name) and commit.is_committed(lake, table_name, JOB, opts.run_id):
+            continue
+        if not files.get(table_name) and table_name not in (ECG_RECORDS, ECG_REJECTS):
+            continue  # nothing new for a side table: no empty commit
+        if before_commit is not None:
+            before_commit(table_name)
+        if commit.commit_files(lake, table_name, files.get(table_name, []), job=JOB, run_id=opts.run_id,
+                               metadata=metadata):
+            summary.committed_tables.append(table_name)

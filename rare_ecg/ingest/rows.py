@@ -1,0 +1,117 @@
+"""Turn one EcgRecord into the rows of each lake table. Pure: no Ray, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from rare_ecg.archive.record import EcgRecord
+from rare_ecg.lake import identity
+from rare_ecg.lake.schema import MEASUREMENT_COLUMNS
+from rare_ecg.signals.preprocess import PREPROCESSING_VERSION, Preprocessed
+
+FLAG_UNMAPPED_LABEL = "unmapped_label"
+
+
+@dataclass
+class RecordRows:
+    record: dict[str, Any]
+    waveform: dict[str, Any]
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def encode_signal(digital: np.ndarray) -> tuple[str, bytes]:
+    """Lossless little-endian bytes: int16 when every ADC value fits, else int32."""
+    info = np.iinfo(np.int16)
+    if digital.size == 0 or (digital.min() >= info.min and digital.max() <= info.max):
+        return "int16", digital.astype("<i2").tobytes()
+    return "int32", digital.astype("<i4").tobytes()
+
+
+def decode_signal(signal: bytes, dtype: str, n_leads: int) -> np.ndarray:
+    """Inverse of encode_signal: (n_leads, n_samples) ADC values."""
+    if dtype not in ("int16", "int32"):
+        raise ValueError(f"signal_dtype {dtype!r} is not one of int16, int32")
+    return np.frombuffer(signal, dtype="<i2" if dtype == "int16" else "<i4").reshape(n_leads, -1)
+
+
+def build_rows(
+    rec: EcgRecord,
+    pre: Preprocessed,
+    *,
+    run_id: str,
+    secret: bytes,
+    ingested_at: datetime,
+) -> RecordRows:
+    rid = identity.record_id(rec.source, rec.source_path)
+    flags = list(dict.fromkeys([*rec.flags, *pre.flags]))
+    if any(lab.code is None for lab in rec.labels):
+        flags.append(FLAG_UNMAPPED_LABEL)
+    age = identity.cap_age(rec.age)
+    dtype, signal = encode_signal(rec.digital)
+    record: dict[str, Any] = {
+        "record_id": rid,
+        "source": rec.source,
+        "source_path": rec.source_path,
+        "checksum": rec.checksum,
+        "patient_key": identity.patient_key(rec.source, rec.patient_id, secret),
+        "recorded_at": rec.recorded_at,
+        "age": age,
+        "age_band": identity.age_band(age),
+        "sex": rec.sex,
+        "fs_hz": float(rec.fs_hz),
+        "n_samples": rec.n_samples,
+        "lead_names": list(rec.lead_names),
+        "signal_dtype": dtype,
+        "signal": signal,
+        "adc_gain": [float(g) for g in rec.adc_gain],
+        "baseline": [int(b) for b in rec.baseline],
+        "split_fold": rec.split_fold,
+        "quality_flags": flags,
+        "ingest_run_id": run_id,
+        "ingested_at": ingested_at,
+    }
+    for col in MEASUREMENT_COLUMNS:
+        record[col] = rec.measurements.get(col)
+    n_windows = int(pre.signal.shape[0])
+    waveform: dict[str, Any] = {
+        "record_id": rid,
+        "source": rec.source,
+        "fs_hz": pre.fs_hz,
+        "n_windows": n_windows,
+        "n_samples": n_windows * int(pre.signal.shape[2]),
+        "valid_samples": pre.valid_samples,
+        # windows side by side per lead: (12, n_windows * win), row-major
+        "signal": pre.signal.transpose(1, 0, 2).reshape(-1),
+        "lead_mask": pre.lead_mask.tolist(),
+        "quality_flags": list(pre.flags),
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "ingest_run_id": run_id,
+    }
+    labels = [
+        {
+            "record_id": rid,
+            "label": lab.code,
+            "source_code": lab.source_code,
+            "vocabulary": lab.vocabulary,
+            "likelihood": lab.likelihood,
+            "ingest_run_id": run_id,
+        }
+        for lab in rec.labels
+    ]
+    annotations = [
+        {
+            "record_id": rid,
+            "label": a.label,
+            "lead": a.lead,
+            "start_sample": a.start_sample,
+            "end_sample": a.end_sample,
+            "ingest_run_id": run_id,
+        }
+        for a in rec.annotations
+    ]
+    return RecordRows(record=record, waveform=waveform, labels=labels, annotations=annotations)

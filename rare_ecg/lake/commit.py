@@ -1,0 +1,202 @@
+"""The atomic, idempotent Delta commit: workers write Parquet files, the driver commits them once.
+
+Ray Data's `write_delta` is alpha and not idempotent, so every job here works in two phases:
+1. workers write immutable Parquet files straight into the table folder (`write_part_files`); until a
+   commit names them they are invisible to every Delta reader, so a killed run leaves no partial rows
+   (only orphan files, which `vacuum` removes);
+2. the driver commits all of a run's files of one table in ONE Delta transaction that carries the run id
+   as an application transaction (`commit_files`); `is_committed` tells a retried run what is done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake.transaction import AddAction, create_table_with_add_actions
+
+from rare_ecg.lake.paths import storage_options, table_uri
+from rare_ecg.lake.schema import PARTITION_BY, SCHEMAS, STATS_COLUMNS
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """A Parquet file written into a table folder, not yet committed."""
+
+    path: str  # relative to the table root
+    size: int
+    partition_values: dict[str, str | None]
+    modification_time: int  # ms since epoch
+    stats: str  # Delta per-file statistics (JSON)
+    num_rows: int
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "partition_values": json.dumps(self.partition_values),
+            "modification_time": self.modification_time,
+            "stats": self.stats,
+            "num_rows": self.num_rows,
+        }
+
+    @staticmethod
+    def from_row(row: Mapping[str, Any]) -> PartFile:
+        return PartFile(
+            path=row["path"],
+            size=int(row["size"]),
+            partition_values=json.loads(row["partition_values"]),
+            modification_time=int(row["modification_time"]),
+            stats=row["stats"],
+            num_rows=int(row["num_rows"]),
+        )
+
+
+def app_id(job: str, run_id: str) -> str:
+    return f"rare-ecg/{job}/{run_id}"
+
+
+def _open_table(uri: str) -> DeltaTable | None:
+    opts = storage_options()
+    if not DeltaTable.is_deltatable(uri, storage_options=opts):
+        return None
+    return DeltaTable(uri, storage_options=opts)
+
+
+def is_committed(lake: str, table_name: str, job: str, run_id: str) -> bool:
+    """Whether this run already committed to this table (its application transaction is in the log)."""
+    dt = _open_table(table_uri(lake, table_name))
+    return dt is not None and dt.transaction_version(app_id(job, run_id)) is not None
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, float) and value != value:  # NaN is not valid JSON
+        return None
+    return value
+
+
+def file_stats(table: pa.Table, columns: Sequence[str]) -> str:
+    """Delta statistics: row count, and min/max/null count of plain string and numeric columns."""
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for name in columns:
+        if name not in table.column_names:
+            continue
+        col = table.column(name)
+        nulls[name] = col.null_count
+        if not (pa.types.is_string(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+            continue
+        if col.null_count == len(col):
+            continue
+        mm = pc.min_max(col)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        if pa.types.is_floating(col.type) and (lo != lo or hi != hi):
+            continue
+        mins[name], maxs[name] = _json_scalar(lo), _json_scalar(hi)
+    return json.dumps({"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
+
+
+def write_part_files(table: pa.Table, lake: str, table_name: str, run_id: str) -> list[PartFile]:
+    """Write `table` (already in the table's schema) as Parquet files under the table folder.
+
+    One file per partition value; names carry the run id and a random part, so concurrent workers and
+    retried runs never overwrite each other.
+    """
+    schema = SCHEMAS[table_name]
+    table = table.select(schema.names).cast(schema)
+    if table.num_rows == 0:
+        return []
+    partition_cols = PARTITION_BY[table_name]
+    root = table_uri(lake, table_name)
+    fs, base = pafs.FileSystem.from_uri(root)
+    groups: list[tuple[dict[str, str | None], pa.Table]]
+    if partition_cols:
+        keys = table.select(partition_cols).group_by(partition_cols).aggregate([])
+        groups = []
+        for key in keys.to_pylist():
+            mask = None
+            for col, value in key.items():
+                cond = pc.equal(table.column(col), value)
+                mask = cond if mask is None else pc.and_(mask, cond)
+            part = table.filter(mask).drop_columns(partition_cols)
+            groups.append(({c: None if v is None else str(v) for c, v in key.items()}, part))
+    else:
+        groups = [({}, table)]
+    out: list[PartFile] = []
+    for values, part in groups:
+        folder = "/".join(f"{c}={values[c]}" for c in partition_cols)
+        name = f"part-{run_id}-{uuid.uuid4().hex}.parquet"
+        rel = f"{folder}/{name}" if folder else name
+        fs.create_dir(f"{base}/{folder}" if folder else base, recursive=True)
+        pq.write_table(part, f"{base}/{rel}", filesystem=fs, compression="zstd")
+        info = fs.get_file_info(f"{base}/{rel}")
+        out.append(
+            PartFile(
+                path=rel,
+                size=int(info.size or 0),
+                partition_values=values,
+                modification_time=int(time.time() * 1000),
+                stats=file_stats(part, STATS_COLUMNS[table_name]),
+                num_rows=part.num_rows,
+            )
+        )
+    return out
+
+
+def commit_files(
+    lake: str,
+    table_name: str,
+    files: Sequence[PartFile],
+    *,
+    job: str,
+    run_id: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> bool:
+    """Commit a run's files to one table in a single transaction. Returns False if the run had already
+    committed (its application transaction is in the log): a retried run never duplicates rows.
+    """
+    uri = table_uri(lake, table_name)
+    schema = SCHEMAS[table_name]
+    partition_by = PARTITION_BY[table_name] or None
+    actions = [
+        AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in files
+    ]
+    props = CommitProperties(
+        custom_metadata={"rare_ecg.job": job, "rare_ecg.run_id": run_id, **(metadata or {})},
+        app_transactions=[Transaction(app_id=app_id(job, run_id), version=1)],
+    )
+    dt = _open_table(uri)
+    if dt is None:
+        create_table_with_add_actions(
+            uri,
+            _delta_schema(schema),
+            actions,
+            mode="error",
+            partition_by=partition_by,
+            name=table_name,
+            storage_options=storage_options(),
+            commit_properties=props,
+        )
+        return True
+    if dt.transaction_version(app_id(job, run_id)) is not None:
+        return False
+    dt.create_write_transaction(
+        actions, mode="append", schema=_delta_schema(schema), partition_by=partition_by, commit_properties=props
+    )
+    return True
+
+
+def _delta_schema(schema: pa.Schema) -> Any:
+    from deltalake import Schema
+
+    return Schema.from_arrow(schema)

@@ -1,0 +1,56 @@
+"""Stable identifiers and de-identification: record ids, keyed patient hashes, capped ages."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = "RARE_ECG_PATIENT_KEY_SECRET"
+# Documented default for local use only: patient keys made with it are linkable by anyone with the code.
+LOCAL_DEFAULT_SECRET = "rare-ecg-local-development-only"
+AGE_CAP_YEARS = 90.0
+AGE_BANDS = ("<40", "40-59", "60-79", "80+")
+
+
+def record_id(source: str, source_path: str) -> str:
+    """Stable id of a record: derived from its archive layout and path, never from its content."""
+    return hashlib.sha256(f"{source}:{source_path}".encode()).hexdigest()[:32]
+
+
+def patient_secret() -> bytes:
+    """The HMAC key from the environment; the documented local default (with a warning) when unset."""
+    secret = os.environ.get(SECRET_ENV)
+    if not secret:
+        log.warning("%s is not set: using the local-development default key for patient_key", SECRET_ENV)
+        secret = LOCAL_DEFAULT_SECRET
+    return secret.encode()
+
+
+def patient_key(source: str, raw_patient_id: str | None, secret: bytes) -> str | None:
+    """Keyed hash of a patient identifier: the raw id never reaches the lake."""
+    if raw_patient_id is None or raw_patient_id == "":
+        return None
+    return hmac.new(secret, f"{source}:{raw_patient_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def cap_age(age_years: float | None) -> float | None:
+    """Ages of 90 and over become 90 (de-identification, as HIPAA's safe harbour)."""
+    if age_years is None:
+        return None
+    return min(float(age_years), AGE_CAP_YEARS)
+
+
+def age_band(age_years: float | None) -> str | None:
+    if age_years is None:
+        return None
+    if age_years < 40:
+        return "<40"
+    if age_years < 60:
+        return "40-59"
+    if age_years < 80:
+        return "60-79"
+    return "80+"
