@@ -38,7 +38,9 @@ def _validation_message(err: ValidationError) -> str:
     return f"{where}: {first['msg']} (got {first.get('input')!r})"
 
 
-def build_config(model: type[IngestConfig], config_file: Path | None, overrides: dict[str, Any]) -> IngestConfig:
+def build_config(
+    model: type[IngestConfig], config_file: Path | None, overrides: dict[str, Any]
+) -> IngestConfig:
     data = load_yaml(config_file) if config_file is not None else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
     return model(**data)
@@ -65,11 +67,17 @@ class _Progress:
 def ingest(
     archive: Annotated[Path | None, typer.Option(help="archive root (default: the built-in example)")] = None,
     layout: Annotated[str | None, typer.Option(help=f"archive layout: {'|'.join(LAYOUTS)}")] = None,
-    lake: Annotated[str | None, typer.Option(help="lake folder or URI (default: $RARE_ECG_LAKE or ./lake)")] = None,
-    fs: Annotated[int | None, typer.Option("--fs", help="native rate to read where an archive has several")] = None,
+    lake: Annotated[
+        str | None, typer.Option(help="lake folder or URI (default: $RARE_ECG_LAKE or ./lake)")
+    ] = None,
+    fs: Annotated[
+        int | None, typer.Option("--fs", help="native rate to read where an archive has several")
+    ] = None,
     run_id: Annotated[str | None, typer.Option(help="run id (re-using one makes the run a no-op)")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
-    model_fs: Annotated[int | None, typer.Option("--model-fs", help="model rate of ecg_waveforms: 100|500")] = None,
+    model_fs: Annotated[
+        int | None, typer.Option("--model-fs", help="model rate of ecg_waveforms: 100|500")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(help="records per worker batch")] = None,
     workers: Annotated[int | None, typer.Option(help="worker actors (default: one per CPU)")] = None,
 ) -> None:
@@ -121,3 +129,22 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def main() -> None:
     sys.exit(app())
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="everything the demo makes goes under this folder")] = Path(
+        "demo-run"
+    ),
+) -> None:
+    """Run the pipeline end to end on embedded defaults, keeping everything under WORKDIR."""
+    from rare_ecg.demo import run_demo
+    from rare_ecg.runtime import init_ray, setup_logging
+
+    setup_logging()
+    init_ray(Settings())
+    try:
+        summary = run_demo(workdir)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    typer.echo(json.dumps(summary, default=str))

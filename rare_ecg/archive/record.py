@@ -79,7 +79,9 @@ class RecordRef:
 @dataclass
 class EcgRecord:
     source: str  # the archive layout: "ptbxl" | "mimic" | "challenge" | "wfdb"
-    source_path: str  # relative to the archive root, without extension (stable: the record_id derives from it)
+    source_path: (
+        str  # relative to the archive root, without extension (stable: the record_id derives from it)
+    )
     checksum: str  # sha256 of the header and signal file bytes
     fs_hz: float
     lead_names: list[str]  # canonical names where recognised, else as written, in file order

@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from rare_ecg.archive import open_archive
 from rare_ecg.archive.base import ArchiveReader
 from rare_ecg.archive.record import (
     REASON_DUPLICATE,
@@ -241,7 +240,9 @@ class BatchProcessor:
         batch_key = uuid.uuid4().hex
         outcomes: list[dict[str, Any]] = []
         per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for path, meta in zip(batch.column("source_path").to_pylist(), batch.column("meta").to_pylist(), strict=True):
+        for path, meta in zip(
+            batch.column("source_path").to_pylist(), batch.column("meta").to_pylist(), strict=True
+        ):
             outcome, rows = self._one(RecordRef(path, json.loads(meta)))
             outcomes.append(outcome)
             if rows is not None:
@@ -252,7 +253,9 @@ class BatchProcessor:
         files = {
             name: [
                 f.to_row()
-                for f in commit.write_part_files(_rows_table(name, per_table[name]), self.lake, name, self.run_id)
+                for f in commit.write_part_files(
+                    _rows_table(name, per_table[name]), self.lake, name, self.run_id
+                )
             ]
             for name in WORKER_TABLES
             if per_table[name]
@@ -311,6 +314,8 @@ def run_ingest(
     """
     import ray
 
+    from rare_ecg.archive import open_archive
+
     t0 = time.perf_counter()
     lake = normalize_lake(opts.lake)
     reader = open_archive(opts.archive, opts.layout, fs_hz=opts.fs_hz)
@@ -349,6 +354,7 @@ def run_ingest(
         )
         done = 0
         for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            assert isinstance(out, pa.Table)
             outcomes.append(out)
             done += out.num_rows
             if progress is not None:
@@ -370,9 +376,13 @@ def _finish(
     rows = result.drop_columns(["files"]).to_pylist()
     files: dict[str, list[commit.PartFile]] = defaultdict(list)
     files_by_batch: dict[str, dict[str, list[commit.PartFile]]] = {}
-    for key, blob in zip(result.column("batch_key").to_pylist(), result.column("files").to_pylist(), strict=True):
+    for key, blob in zip(
+        result.column("batch_key").to_pylist(), result.column("files").to_pylist(), strict=True
+    ):
         if blob is not None:
-            files_by_batch[key] = {t: [commit.PartFile.from_row(r) for r in fl] for t, fl in json.loads(blob).items()}
+            files_by_batch[key] = {
+                t: [commit.PartFile.from_row(r) for r in fl] for t, fl in json.loads(blob).items()
+            }
 
     # In-run duplicates: the same signal under several paths. The smallest path wins, whatever the order
     # in which workers happened to finish, so a re-run makes the same choice.
@@ -443,6 +453,7 @@ def _finish(
             continue  # nothing new for a side table: no empty commit
         if before_commit is not None:
             before_commit(table_name)
-        if commit.commit_files(lake, table_name, files.get(table_name, []), job=JOB, run_id=opts.run_id,
-                               metadata=metadata):
+        if commit.commit_files(
+            lake, table_name, files.get(table_name, []), job=JOB, run_id=opts.run_id, metadata=metadata
+        ):
             summary.committed_tables.append(table_name)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from rare_ecg.lake.paths import storage_options, table_uri
 from rare_ecg.lake.schema import PARTITION_BY, SCHEMAS, STATS_COLUMNS
@@ -94,7 +94,9 @@ def file_stats(table: pa.Table, columns: Sequence[str]) -> str:
             continue
         col = table.column(name)
         nulls[name] = col.null_count
-        if not (pa.types.is_string(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        if not (
+            pa.types.is_string(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+        ):
             continue
         if col.null_count == len(col):
             continue
@@ -103,7 +105,9 @@ def file_stats(table: pa.Table, columns: Sequence[str]) -> str:
         if pa.types.is_floating(col.type) and (lo != lo or hi != hi):
             continue
         mins[name], maxs[name] = _json_scalar(lo), _json_scalar(hi)
-    return json.dumps({"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls})
+    return json.dumps(
+        {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
+    )
 
 
 def write_part_files(table: pa.Table, lake: str, table_name: str, run_id: str) -> list[PartFile]:
@@ -191,7 +195,11 @@ def commit_files(
     if dt.transaction_version(app_id(job, run_id)) is not None:
         return False
     dt.create_write_transaction(
-        actions, mode="append", schema=_delta_schema(schema), partition_by=partition_by, commit_properties=props
+        list[AddAction | RemoveAction](actions),
+        mode="append",
+        schema=_delta_schema(schema),
+        partition_by=partition_by,
+        commit_properties=props,
     )
     return True
 

@@ -117,7 +117,7 @@ def preprocess(
     x = bandpass(x, fs_hz, notch_hz)
     x = resample(x, fs_hz, target_fs_hz)
     x = standardize(x, mask)
-    win = int(round(WINDOW_S * target_fs_hz))
+    win = round(WINDOW_S * target_fs_hz)
     n = x.shape[1]
     n_windows = max(1, int(np.ceil(n / win - 1e-9)))
     if n_windows * win > n:

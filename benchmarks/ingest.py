@@ -1,0 +1,161 @@
+"""Ingestion throughput and memory against a naive baseline, in the same run.
+
+    python -m benchmarks.ingest [--quick]
+
+Builds PTB-XL-layout archives of N records (copies of the 250 real records of ../shared/data, each under
+its own name, so every copy has its own checksum), then for each rate (100 and 500 Hz) and N:
+- baseline: one process, `wfdb.rdsamp` per record, signals appended to one Parquet file;
+- ours: `rare-ecg ingest`'s pipeline (Ray Data actors: read, validate, preprocess, write all tables,
+  one Delta commit per table) on a local Ray with all of the machine's CPUs.
+Last line: one JSON object with records_per_s, ratio_vs_baseline and peak_rss_mb (the largest N, 500 Hz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmarks._common import SHARED_DATA, WORK, PeakMemory, emit, machine
+
+SAMPLE = SHARED_DATA / "ptbxl-sample"
+
+
+def build_archive(dst: Path, n: int) -> Path:
+    """A PTB-XL-layout archive of n records (both rates), made of renamed copies of the real sample."""
+    if (dst / "ptbxl_database.csv").exists():
+        return dst
+    tmp = dst.with_suffix(".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(SAMPLE / "ptbxl_database.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fields = list(rows[0].keys())
+    shutil.copy(SAMPLE / "scp_statements.csv", tmp / "scp_statements.csv")
+    with open(tmp / "ptbxl_database.csv", "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        for ecg_id in range(1, n + 1):
+            src = rows[(ecg_id - 1) % len(rows)]
+            row = dict(src, ecg_id=str(ecg_id), patient_id=f"{100000 + ecg_id}.0")
+            for col, suffix, folder in (
+                ("filename_lr", "lr", "records100"),
+                ("filename_hr", "hr", "records500"),
+            ):
+                rel = f"{folder}/{(ecg_id // 1000) * 1000:05d}/{ecg_id:05d}_{suffix}"
+                row[col] = rel
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                src_path = SAMPLE / src[col]
+                src_name = src_path.name
+                header = (src_path.with_suffix(".hea")).read_text()
+                new_name = Path(rel).name
+                (tmp / f"{rel}.hea").write_text(header.replace(src_name, new_name))
+                os.symlink(src_path.with_suffix(".dat").resolve(), tmp / f"{rel}.dat")
+            writer.writerow(row)
+    tmp.rename(dst)
+    return dst
+
+
+def baseline(archive: Path, fs_hz: int, out_file: Path) -> dict[str, float]:
+    """The naive loop: wfdb.rdsamp each record, append its signal to one Parquet file."""
+    import wfdb
+
+    with open(archive / "ptbxl_database.csv", newline="") as fh:
+        paths = [r["filename_lr" if fs_hz == 100 else "filename_hr"] for r in csv.DictReader(fh)]
+    schema = pa.schema([("path", pa.string()), ("signal", pa.list_(pa.float32()))])
+    t0 = time.perf_counter()
+    with PeakMemory() as mem, pq.ParquetWriter(out_file, schema) as writer:
+        names: list[str] = []
+        sigs: list[np.ndarray] = []
+        for rel in paths:
+            signal, _ = wfdb.rdsamp(str(archive / rel))
+            names.append(rel)
+            sigs.append(signal.T.astype(np.float32).reshape(-1))
+            if len(names) == 256:
+                writer.write_table(pa.table({"path": names, "signal": sigs}, schema=schema))
+                names, sigs = [], []
+        if names:
+            writer.write_table(pa.table({"path": names, "signal": sigs}, schema=schema))
+    seconds = time.perf_counter() - t0
+    return {"records_per_s": len(paths) / seconds, "seconds": seconds, "peak_rss_mb": mem.peak_tree_mb}
+
+
+def ours(archive: Path, fs_hz: int, lake: Path) -> dict[str, Any]:
+    from rare_ecg.ingest.pipeline import IngestOptions, run_ingest
+
+    opts = IngestOptions(
+        archive=archive, layout="ptbxl", lake=str(lake), run_id=f"bench-{fs_hz}", fs_hz=fs_hz
+    )
+    with PeakMemory() as mem:
+        summary = run_ingest(opts)
+    if summary.rejected:
+        raise RuntimeError(f"benchmark archive had rejects: {summary.rejects_by_reason}")
+    return {
+        "records_per_s": summary.records_per_s,
+        "seconds": summary.seconds,
+        "ingested": summary.ingested,
+        "peak_rss_mb": mem.peak_tree_mb,
+        "peak_driver_rss_mb": mem.peak_driver_mb,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small N (a minute or two)")
+    parser.add_argument("--sizes", type=int, nargs="*", help="archive sizes (default 2000 20000; quick 1000)")
+    args = parser.parse_args()
+    sizes = args.sizes or ([1000] if args.quick else [2000, 20000])
+    if not SAMPLE.exists():
+        raise SystemExit(f"benchmark needs the real sample at {SAMPLE}")
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    import ray
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    results: list[dict[str, Any]] = []
+    WORK.mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        archive = build_archive(WORK / f"ptbxl-{n}", n)
+        for fs_hz in (100, 500):
+            with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+                base = baseline(archive, fs_hz, Path(tmp) / "baseline.parquet")
+                mine = ours(archive, fs_hz, Path(tmp) / "lake")
+            row = {
+                "n": n,
+                "fs_hz": fs_hz,
+                "baseline_records_per_s": round(base["records_per_s"], 1),
+                "records_per_s": round(mine["records_per_s"], 1),
+                "ratio_vs_baseline": round(mine["records_per_s"] / base["records_per_s"], 2),
+                "baseline_peak_rss_mb": round(base["peak_rss_mb"]),
+                "peak_rss_mb": round(mine["peak_rss_mb"]),
+                "peak_driver_rss_mb": round(mine["peak_driver_rss_mb"]),
+            }
+            results.append(row)
+            print(row, flush=True)
+    ray.shutdown()
+    head = results[-1]
+    emit(
+        {
+            "records_per_s": head["records_per_s"],
+            "ratio_vs_baseline": head["ratio_vs_baseline"],
+            "peak_rss_mb": head["peak_rss_mb"],
+            "n": head["n"],
+            "fs_hz": head["fs_hz"],
+            "runs": results,
+            "machine": machine(),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

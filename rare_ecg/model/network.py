@@ -1,0 +1,188 @@
+"""The network: one shared transformer backbone over three views, their fusion, and every head.
+
+Views (METHOD.md): the global 10 s signal (patch-masked in pretraining), the local beat window
+around an R peak (span-masked), and the trend (unmasked). Shapes: B batch, C = 12 leads, N samples,
+P patches of ``patch_len`` samples, W beat-window samples, D = d_model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rare_ecg.model.config import AGE_NORM, MEASUREMENT_NORMS, ModelConfig
+from rare_ecg.model.objectives import extract_beat, patch_to_samples, trend_view
+
+GLOBAL, LOCAL, TREND = 0, 1, 2
+LOG_VAR_LIMIT = 10.0  # |s| bound: keeps exp(-s) finite in float32 early in training and under ONNX
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:  # (B, T, D), (B, S, D)
+        b, t, d = x.shape
+        h = self.n_heads
+        q = self.q(x).reshape(b, t, h, d // h).transpose(1, 2)  # (B, h, T, D/h)
+        k, v = self.kv(ctx).reshape(b, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)  # 2 x (B, h, S, D/h)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; given ``ctx`` it cross-attends to it (the fusion of two views)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.ln_ctx = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model),
+            nn.GELU(),
+            nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.attn(h, h if ctx is None else self.ln_ctx(ctx))
+        return x + self.mlp(self.ln2(x))
+
+
+def patchify(x: torch.Tensor, patch_len: int) -> torch.Tensor:  # (B, C, N) -> (B, P, C * patch_len)
+    b, c, n = x.shape
+    return x.reshape(b, c, n // patch_len, patch_len).permute(0, 2, 1, 3).reshape(b, n // patch_len, -1)
+
+
+def unpatchify(t: torch.Tensor, channels: int) -> torch.Tensor:  # (B, P, C * patch_len) -> (B, C, N)
+    b, p, _ = t.shape
+    return t.reshape(b, p, channels, -1).permute(0, 2, 1, 3).reshape(b, channels, -1)
+
+
+@dataclass
+class Outputs:
+    x_hat: torch.Tensor  # (B, C, N) global reconstruction
+    x_log_var: torch.Tensor  # (B, C, N) its log-variance s
+    beat: torch.Tensor  # (B, C, W) the unmasked beat window (the local target)
+    beat_hat: torch.Tensor  # (B, C, W)
+    beat_log_var: torch.Tensor  # (B, C, W)
+    trend_hat: torch.Tensor  # (B, C, N) raw signal reconstructed from the trend and global latents
+    local_tokens: torch.Tensor  # (B, W / patch_len, D) encoded beat, before fusion
+    age: torch.Tensor  # (B,) years
+    sex_logit: torch.Tensor  # (B,) logit of female
+    measurements: torch.Tensor  # (B, M) hr bpm, pr / qrs / qt ms
+    logits: torch.Tensor  # (B, L) one per label of cfg.labels
+
+
+class EcgModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, c, p = cfg.d_model, cfg.n_leads, cfg.patch_len
+        # A patch token sees its samples and which of them are hidden (an extra "visible" channel).
+        self.embed = nn.Linear((c + 1) * p, d)
+        self.lead_embed = nn.Linear(c, d, bias=False)  # which leads are present
+        self.view_embed = nn.Parameter(torch.zeros(3, d))
+        self.pos_global = nn.Parameter(0.02 * torch.randn(cfg.n_patches, d))
+        self.pos_local = nn.Parameter(0.02 * torch.randn(cfg.beat_patches, d))
+        self.backbone = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.ln_backbone = nn.LayerNorm(d)
+        self.fuse_global = Block(cfg)  # global tokens attend to the beat
+        self.fuse_local = Block(cfg)  # beat tokens attend to the global signal
+        self.fuse_trend = Block(cfg)  # global tokens attend to the trend
+        self.global_head = nn.Linear(d, 2 * c * p)  # signal and log-variance per patch
+        self.local_head = nn.Linear(d, 2 * c * p)
+        self.trend_head = nn.Linear(d, c * p)
+        self.ln_repr = nn.LayerNorm(3 * d)
+        self.attribute_head = nn.Linear(3 * d, 2 + cfg.n_measurements)  # age, sex logit, measurements
+        self.classifier = nn.Linear(3 * d, len(cfg.labels)) if cfg.labels else None
+        norms = torch.tensor([AGE_NORM, (0.0, 1.0), *MEASUREMENT_NORMS[: cfg.n_measurements]])
+        self.register_buffer("attr_centre", norms[:, 0].clone(), persistent=False)
+        self.register_buffer("attr_scale", norms[:, 1].clone(), persistent=False)
+
+    def encode(self, x: torch.Tensor, visible: torch.Tensor, lead_mask: torch.Tensor, view: int) -> torch.Tensor:
+        """(B, C, n) signal, (B, n) visible-sample mask, (B, C) lead mask -> (B, n / patch_len, D)."""
+        vis = visible.to(x.dtype)[:, None, :]
+        lm = lead_mask.to(x.dtype)
+        tokens = self.embed(patchify(torch.cat([x * vis * lm[:, :, None], vis], dim=1), self.cfg.patch_len))
+        pos = self.pos_local if view == LOCAL else self.pos_global
+        tokens = tokens + pos + self.view_embed[view] + self.lead_embed(lm)[:, None, :]
+        for block in self.backbone:
+            tokens = block(tokens)
+        return self.ln_backbone(tokens)
+
+    def encode_beat(
+        self, x: torch.Tensor, lead_mask: torch.Tensor, beat_start: torch.Tensor, beat_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The beat window (B, C, W) and its tokens; ``beat_mask`` (B, W) True = hidden."""
+        beat = extract_beat(x, beat_start, self.cfg.beat_len)
+        visible = torch.ones_like(beat[:, 0]) if beat_mask is None else (~beat_mask).to(x.dtype)
+        return beat, self.encode(beat, visible, lead_mask, LOCAL)
+
+    def signal_and_log_var(self, head_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A decoder's (B, T, 2 * C * patch_len) output -> signal and log-variance s, each (B, C, T * patch_len)."""
+        x_hat, log_var = unpatchify(head_out, 2 * self.cfg.n_leads).chunk(2, dim=1)
+        return x_hat, log_var.clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, C, N) canonical leads at cfg.fs_hz
+        lead_mask: torch.Tensor,  # (B, C) True / 1 where the lead is present
+        beat_start: torch.Tensor,  # (B,) first sample of the beat window (R peak - beat_pre)
+        patch_mask: torch.Tensor | None = None,  # (B, P) True = patch hidden (pretraining)
+        beat_mask: torch.Tensor | None = None,  # (B, W) True = sample hidden (pretraining)
+    ) -> Outputs:
+        cfg = self.cfg
+        visible = (
+            torch.ones_like(x[:, 0])
+            if patch_mask is None
+            else (~patch_to_samples(patch_mask, cfg.patch_len)).to(x.dtype)
+        )
+        g = self.encode(x, visible, lead_mask, GLOBAL)  # (B, P, D)
+        beat, local = self.encode_beat(x, lead_mask, beat_start, beat_mask)  # (B, C, W), (B, W/p, D)
+        trend = self.encode(trend_view(x, cfg.fs_hz, cfg.trend_smooth_s), torch.ones_like(visible), lead_mask, TREND)
+
+        g_local = self.fuse_global(g, local)
+        local_g = self.fuse_local(local, g)
+        g_trend = self.fuse_trend(g, trend)
+        x_hat, x_log_var = self.signal_and_log_var(self.global_head(g_local))
+        beat_hat, beat_log_var = self.signal_and_log_var(self.local_head(local_g))
+
+        z = self.ln_repr(torch.cat([g_local.mean(1), local_g.mean(1), g_trend.mean(1)], dim=-1))  # (B, 3D)
+        attrs = self.attr_centre + self.attr_scale * self.attribute_head(z)
+        logits = self.classifier(z) if self.classifier is not None else z.new_zeros(z.shape[0], 0)
+        return Outputs(
+            x_hat=x_hat,
+            x_log_var=x_log_var,
+            beat=beat,
+            beat_hat=beat_hat,
+            beat_log_var=beat_log_var,
+            trend_hat=unpatchify(self.trend_head(g_trend), cfg.n_leads),
+            local_tokens=local,
+            age=attrs[:, 0],
+            sex_logit=attrs[:, 1],
+            measurements=attrs[:, 2:],
+            logits=logits,
+        )
+
+
+def with_labels(pretrained: EcgModel, labels: tuple[str, ...]) -> EcgModel:
+    """A fine-tuning model over ``labels`` that starts from every pretrained weight (new classifier)."""
+    cfg = ModelConfig.from_dict({**pretrained.cfg.to_dict(), "labels": labels})
+    model = EcgModel(cfg)
+    state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("classifier.") for k in missing):
+        raise ValueError(f"pretrained weights do not fit: missing {missing}, unexpected {unexpected}")
+    return model

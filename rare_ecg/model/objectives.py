@@ -1,0 +1,192 @@
+"""The views and losses of METHOD.md, one function each: masks, beat window, trend, NLL, attributes, ASL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rare_ecg.model.config import AGE_NORM, MEASUREMENT_NORMS
+from rare_ecg.signals.rpeaks import detect_r_peaks
+from rare_ecg.signals.trend import moving_average_width
+
+# --- Views --------------------------------------------------------------------------------------------
+
+
+def random_patch_mask(batch: int, n_patches: int, ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """(batch, n_patches) bool, True = hidden: exactly round(ratio * n_patches) patches per sample,
+    drawn afresh for every sample; the same generator state gives the same masks."""
+    n_hidden = int(round(ratio * n_patches))
+    order = torch.rand(batch, n_patches, generator=generator).argsort(dim=1)
+    return order < n_hidden
+
+
+def shifted_patch_masks(n_patches: int, rounds: int) -> torch.Tensor:
+    """(rounds, n_patches) bool: round k hides patches k, k + rounds, k + 2 * rounds, ...
+
+    Every patch is hidden in exactly one round, so the rounds together reconstruct the whole record.
+    """
+    return (torch.arange(n_patches)[None, :] % rounds) == torch.arange(rounds)[:, None]
+
+
+def random_span_mask(batch: int, length: int, ratio: float, generator: torch.Generator) -> torch.Tensor:
+    """(batch, length) bool, True = hidden: one contiguous span of round(ratio * length) samples per
+    sample, its start uniform over the positions where it fits."""
+    span = int(round(ratio * length))
+    start = torch.randint(0, length - span + 1, (batch, 1), generator=generator)
+    pos = torch.arange(length)[None, :]
+    return (pos >= start) & (pos < start + span)
+
+
+def patch_to_samples(patch_mask: torch.Tensor, patch_len: int) -> torch.Tensor:
+    """(B, P) patch mask -> (B, P * patch_len) sample mask."""
+    return patch_mask.repeat_interleave(patch_len, dim=1)
+
+
+def extract_beat(x: torch.Tensor, beat_start: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, C, N) signal, (B,) start sample -> (B, C, length) beat window (starts clamped to fit)."""
+    batch, channels, n = x.shape
+    start = beat_start.long().clamp(0, n - length)
+    idx = (start[:, None] + torch.arange(length, device=x.device)[None, :])[:, None, :]
+    return x.gather(2, idx.expand(batch, channels, length))
+
+
+def choose_beat_starts(
+    signal: np.ndarray,
+    fs_hz: float,
+    pre: int,
+    length: int,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Start sample of the beat window (R - pre) for each (C, N) record of a (B, C, N) batch.
+
+    Only R peaks whose whole window fits are eligible. With ``rng`` one is drawn at random (training);
+    without, the one nearest the record's centre (evaluation and scoring: deterministic). A record
+    with no eligible peak gets the centred window (ours: the view is then a plain 0.96 s excerpt).
+    """
+    batch, _, n = signal.shape
+    starts = np.empty(batch, dtype=np.int64)
+    for i in range(batch):
+        peaks = detect_r_peaks(signal[i], fs_hz)
+        cand = peaks - pre
+        cand = cand[(cand >= 0) & (cand + length <= n)]
+        if cand.size == 0:
+            starts[i] = (n - length) // 2
+        elif rng is None:
+            starts[i] = cand[np.argmin(np.abs(cand + pre - n // 2))]
+        else:
+            starts[i] = cand[rng.integers(cand.size)]
+    return starts
+
+
+def trend_view(x: torch.Tensor, fs_hz: float, smooth_s: float) -> torch.Tensor:
+    """In-graph twin of ``rare_ecg.signals.trend.trend`` for a (B, C, N) batch (a test holds them equal)."""
+    w = moving_average_width(fs_hz, smooth_s)
+    smooth = F.avg_pool1d(F.pad(x, (w // 2, (w - 1) // 2), mode="replicate"), kernel_size=w, stride=1)
+    deriv = F.pad(smooth[..., 1:] - smooth[..., :-1], (1, 0))
+    mu = deriv.mean(dim=-1, keepdim=True)
+    sd = (deriv - mu).pow(2).mean(dim=-1, keepdim=True).sqrt()
+    return torch.where(sd > 1e-6, (deriv - mu) / sd.clamp_min(1e-6), torch.zeros_like(deriv))
+
+
+# --- Losses -------------------------------------------------------------------------------------------
+
+
+def heteroscedastic_nll(
+    pred: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor, lead_mask: torch.Tensor
+) -> torch.Tensor:
+    """mean(exp(-s) * (x_hat - x)^2 + s) over the present leads of (B, C, N) tensors; lead_mask (B, C)."""
+    w = lead_mask.to(pred.dtype)[:, :, None].expand_as(pred)
+    per_point = torch.exp(-log_var) * (pred - target).pow(2) + log_var
+    return (per_point * w).sum() / w.sum().clamp_min(1.0)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the present leads of (B, C, N) tensors."""
+    w = lead_mask.to(pred.dtype)[:, :, None].expand_as(pred)
+    return ((pred - target).pow(2) * w).sum() / w.sum().clamp_min(1.0)
+
+
+def _present_mean(errors: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    present = (~torch.isnan(target)).to(errors.dtype)
+    return (errors * present).sum() / present.sum().clamp_min(1.0)
+
+
+def attribute_losses(
+    age_pred: torch.Tensor,
+    sex_logit: torch.Tensor,
+    measurements_pred: torch.Tensor,
+    age: torch.Tensor,
+    sex: torch.Tensor,
+    measurements: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Age and measurement regression (MSE on normalised scales), sex BCE (1 = female, 0 = male).
+
+    Missing targets are NaN and drop out of their term; a term with no target in the batch is 0.
+    """
+    # NaN targets are zero-filled before the error so that no NaN reaches the backward pass (a NaN
+    # times a zero mask is still NaN); the mask then removes their (finite) errors.
+    age_t, sex_t, meas_t = (torch.nan_to_num(t, nan=0.0) for t in (age, sex, measurements))
+    # Errors are divided by each target's population scale (the centre cancels in the difference).
+    scale = torch.tensor([s for _, s in MEASUREMENT_NORMS], dtype=measurements_pred.dtype)
+    age_err = ((age_pred - age_t) / AGE_NORM[1]).pow(2)
+    meas_err = ((measurements_pred - meas_t) / scale[: measurements.shape[1]]).pow(2)
+    sex_err = F.binary_cross_entropy_with_logits(sex_logit, sex_t, reduction="none")
+    return {
+        "age": _present_mean(age_err, age),
+        "sex": _present_mean(sex_err, sex),
+        "measurements": _present_mean(meas_err, measurements),
+    }
+
+
+@dataclass(frozen=True)
+class ClassifierLoss:
+    """ASL by default (METHOD.md stage 2); ``kind="bce"`` is the from-scratch baseline's loss."""
+
+    kind: Literal["asl", "bce"] = "asl"
+    gamma_neg: float = 4.0
+    gamma_pos: float = 1.0
+    clip: float = 0.05
+    reduction: Literal["mean", "sum"] = "mean"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("asl", "bce"):
+            raise ValueError(f"classifier loss kind {self.kind!r} is not one of 'asl', 'bce'")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction {self.reduction!r} is not one of 'mean', 'sum'")
+        if not 0.0 <= self.clip < 1.0 or self.gamma_neg < 0 or self.gamma_pos < 0:
+            raise ValueError(f"need 0 <= clip < 1 and gammas >= 0; got {self}")
+
+
+def asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 1.0,
+    clip: float = 0.05,
+    reduction: Literal["mean", "sum"] = "mean",
+) -> torch.Tensor:
+    """Asymmetric loss (Ridnik et al., 2021) for multi-label logits and {0, 1} targets.
+
+    Positives: -(1 - p)^gamma_pos * log(p). Negatives: with the shifted probability
+    p_m = max(p - clip, 0), -p_m^gamma_neg * log(1 - p_m): easy negatives (p < clip) cost nothing.
+    gamma_neg = gamma_pos = clip = 0 is exactly binary cross-entropy.
+    """
+    p = torch.sigmoid(logits)
+    log_p = F.logsigmoid(logits)
+    if clip > 0:
+        p_m = (p - clip).clamp_min(0.0)
+        log_not_p_m = torch.log((1.0 - p_m).clamp_min(1e-8))
+    else:
+        p_m, log_not_p_m = p, F.logsigmoid(-logits)
+    loss = -(targets * (1.0 - p).pow(gamma_pos) * log_p + (1.0 - targets) * p_m.pow(gamma_neg) * log_not_p_m)
+    return loss.mean() if reduction == "mean" else loss.sum()
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, spec: ClassifierLoss) -> torch.Tensor:
+    if spec.kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction=spec.reduction)
+    return asymmetric_loss(logits, targets, spec.gamma_neg, spec.gamma_pos, spec.clip, spec.reduction)
