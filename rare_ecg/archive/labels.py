@@ -60,7 +60,9 @@ def scp_labels(codes: Mapping[str, float | None]) -> list[Label]:
     """PTB-XL's ``scp_codes`` {code: likelihood}: every code counts, likelihood 0 included."""
     vocabulary = scp_statements()
     return [
-        Label(code=code if code in vocabulary else None, source_code=code, vocabulary=VOCAB_SCP, likelihood=lk)
+        Label(
+            code=code if code in vocabulary else None, source_code=code, vocabulary=VOCAB_SCP, likelihood=lk
+        )
         for code, lk in codes.items()
     ]
 

@@ -16,7 +16,9 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,9 +71,8 @@ _GAIN_RE = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\(([-+]?\
 _MAT_V4_INT16_LE = 30  # MAT v4 type code: little-endian (0), int16 (3), full numeric matrix
 
 
-@dataclass(frozen=True)
-class SignalSpec:
-    """One signal line of a WFDB header."""
+class SignalSpec(NamedTuple):
+    """One signal line of a WFDB header (a NamedTuple: built 12 times per record, it must be cheap)."""
 
     file_name: str
     fmt: str
@@ -194,32 +195,41 @@ def _parse_signal_line(line: str, where: str) -> SignalSpec:
     fields = line.split(maxsplit=8)
     if len(fields) < 2:
         raise _bad_header(where, f"signal line {line!r} has no format field")
-    fmt_match = _FORMAT_RE.match(fields[1])
+    gain_field = fields[2] if len(fields) > 2 else None
+    adc_zero_field = fields[4] if len(fields) > 4 else None
+    try:
+        fmt, spf, skew, offset, gain, baseline, units = _signal_fields(fields[1], gain_field, adc_zero_field)
+    except ValueError as exc:
+        raise _bad_header(where, str(exc)) from None
+    description = fields[8].strip() if len(fields) > 8 else ""
+    return SignalSpec(fields[0], fmt, spf, skew, offset, gain, baseline, units, description)
+
+
+@lru_cache(maxsize=1024)
+def _signal_fields(
+    fmt_field: str, gain_field: str | None, adc_zero_field: str | None
+) -> tuple[str, int, int, int, float, int, str]:
+    """The parsed format and gain fields; cached because an archive repeats a handful of them millions
+    of times (this was most of the header parsing time). Raises ValueError naming the bad field."""
+    fmt_match = _FORMAT_RE.match(fmt_field)
     if fmt_match is None:
-        raise _bad_header(where, f"signal format {fields[1]!r} is not of the form FMT[xSPF][:SKEW][+OFFSET]")
+        raise ValueError(f"signal format {fmt_field!r} is not of the form FMT[xSPF][:SKEW][+OFFSET]")
     fmt, spf, skew, offset = fmt_match.groups()
-    adc_zero = _to_int(fields[4], where, "ADC zero") if len(fields) > 4 else 0
+    try:
+        adc_zero = int(adc_zero_field) if adc_zero_field is not None else 0
+    except ValueError:
+        raise ValueError(f"ADC zero {adc_zero_field!r} is not an integer") from None
     gain, baseline, units = WFDB_DEFAULT_GAIN, adc_zero, "mV"
-    if len(fields) > 2:
-        gain_match = _GAIN_RE.match(fields[2])
+    if gain_field is not None:
+        gain_match = _GAIN_RE.match(gain_field)
         if gain_match is None:
-            raise _bad_header(where, f"gain field {fields[2]!r} is not of the form GAIN[(BASELINE)][/UNITS]")
+            raise ValueError(f"gain field {gain_field!r} is not of the form GAIN[(BASELINE)][/UNITS]")
         gain = float(gain_match.group(1)) or WFDB_DEFAULT_GAIN
         if gain_match.group(2) is not None:
             baseline = int(gain_match.group(2))
         if gain_match.group(3) is not None:
             units = gain_match.group(3)
-    return SignalSpec(
-        file_name=fields[0],
-        fmt=fmt,
-        samples_per_frame=int(spf) if spf else 1,
-        skew=int(skew) if skew else 0,
-        byte_offset=int(offset) if offset else 0,
-        gain=gain,
-        baseline=baseline,
-        units=units,
-        description=fields[8].strip() if len(fields) > 8 else "",
-    )
+    return fmt, int(spf or 1), int(skew or 0), int(offset or 0), gain, baseline, units
 
 
 def comment_fields(header: Header) -> dict[str, str]:
@@ -249,7 +259,9 @@ def read_wfdb_record(hea_path: Path, where: str) -> RawRecord:
             REASON_BAD_RATE,
             f"{where}: sampling rate {header.fs_hz:g} Hz is outside the usable {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz",
         )
-    adc_gain = np.array([_gain_per_mv(spec, name, where) for spec, name in zip(header.signals, lead_names)])
+    adc_gain = np.array(
+        [_gain_per_mv(spec, name, where) for spec, name in zip(header.signals, lead_names, strict=True)]
+    )
     if header.n_samples is not None:
         _check_length(header.n_samples, header.fs_hz, where)
     digital, file_bytes = _read_samples(header, hea_path, where)
@@ -280,7 +292,8 @@ def _check_leads(header: Header, where: str) -> list[str]:
     if not any(normalize_lead_name(s.description) for s in header.signals):
         written = [s.description for s in header.signals]
         raise RecordError(
-            REASON_BAD_LEADS, f"{where}: no standard ECG lead among {written}; expected names such as I, II, V1"
+            REASON_BAD_LEADS,
+            f"{where}: no standard ECG lead among {written}; expected names such as I, II, V1",
         )
     return names
 
@@ -290,9 +303,7 @@ def _gain_per_mv(spec: SignalSpec, lead_name: str, where: str) -> float:
     if factor is not None:
         return spec.gain * factor
     if normalize_lead_name(lead_name) is not None:
-        raise _bad_header(
-            where, f"lead {lead_name} has units {spec.units!r}; expected a voltage (mV, uV, V)"
-        )
+        raise _bad_header(where, f"lead {lead_name} has units {spec.units!r}; expected a voltage (mV, uV, V)")
     # A non-ECG channel (respiration, blood pressure) keeps its own unit's gain: downstream drops it.
     return spec.gain
 
@@ -367,7 +378,9 @@ def _dat_frames(
     """(n_samples, n_in_file) frames of one format-16/61 file; all of it when the header has no length."""
     available = max(len(data) - spec.byte_offset, 0) // (2 * n_in_file)
     count = available if n_samples is None else min(n_samples, available)
-    frames = np.frombuffer(data, dtype=_FAST_DTYPES[spec.fmt], count=count * n_in_file, offset=spec.byte_offset)
+    frames = np.frombuffer(
+        data, dtype=_FAST_DTYPES[spec.fmt], count=count * n_in_file, offset=spec.byte_offset
+    )
     return frames.reshape(count, n_in_file)
 
 
@@ -383,7 +396,8 @@ def _mat_frames(data: bytes, n_in_file: int, path: Path, where: str) -> np.ndarr
         if mopt == _MAT_V4_INT16_LE and imagf == 0 and 0 < namlen < 64:
             if mrows != n_in_file:
                 raise RecordError(
-                    REASON_BAD_LEADS, f"{where}: {path.name} holds {mrows} signals; the header lists {n_in_file}"
+                    REASON_BAD_LEADS,
+                    f"{where}: {path.name} holds {mrows} signals; the header lists {n_in_file}",
                 )
             offset = 20 + namlen
             count = min(ncols, max(len(data) - offset, 0) // (2 * mrows))
@@ -408,7 +422,8 @@ def _mat_with_scipy(data: bytes, n_in_file: int, path: Path, where: str) -> np.n
         )
     if val.shape[0] != n_in_file:
         raise RecordError(
-            REASON_BAD_LEADS, f"{where}: {path.name} holds {val.shape[0]} signals; the header lists {n_in_file}"
+            REASON_BAD_LEADS,
+            f"{where}: {path.name} holds {val.shape[0]} signals; the header lists {n_in_file}",
         )
     return np.ascontiguousarray(val.T.astype(np.int32))
 

