@@ -148,3 +148,7 @@ def demo(
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
     typer.echo(json.dumps(summary, default=str))
+
+
+if __name__ == "__main__":
+    main()

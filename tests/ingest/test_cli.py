@@ -1,0 +1,116 @@
+"""`rare-ecg ingest` as schedulers run it: a subprocess, its exit code, its last-line JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from deltalake import DeltaTable
+from pydantic import ValidationError
+
+from rare_ecg.config import IngestConfig, load_yaml
+from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_REJECTS, ECG_WAVEFORMS
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "jobs" / "configs"
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "rare_ecg.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(600)
+def test_ingest_cli_500hz_twice_exits_zero_and_the_second_run_adds_nothing(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    args = (
+        "ingest",
+        "--archive",
+        str(shared_data / "ptbxl-sample"),
+        "--layout",
+        "ptbxl",
+        "--lake",
+        str(lake),
+    )
+    first = cli(*args, "--fs", "500", "--run-id", "cli-1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert (summary["records_in"], summary["ingested"], summary["rejected"]) == (250, 250, 0)
+    assert "250 ingested" in first.stderr  # the human summary
+    assert "ingest: 250/250 records" in first.stderr  # progress lines
+
+    second = cli(*args, "--fs", "500")
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = json.loads(second.stdout.strip().splitlines()[-1])
+    assert (again["ingested"], again["skipped_existing"]) == (0, 250)
+
+    for table in (ECG_RECORDS, ECG_LABELS, ECG_WAVEFORMS, ECG_REJECTS):
+        n_polars = pl.scan_delta(str(lake / table)).select(pl.len()).collect().item()
+        assert n_polars == DeltaTable(str(lake / table)).count()
+    assert pl.read_delta(str(lake / ECG_RECORDS)).height == 250
+    assert set(pl.read_delta(str(lake / ECG_RECORDS))["fs_hz"].to_list()) == {500.0}
+    assert pl.read_delta(str(lake / ECG_REJECTS)).height == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ingest", "--archive", "/nonexistent/archive", "--layout", "ptbxl"), "/nonexistent/archive"),
+        (("ingest", "--archive", ".", "--layout", "dicom"), "dicom"),
+        (("ingest", "--fs", "7"), "fs_hz"),
+        (("ingest", "--run-id", "bad id with spaces"), "run_id"),
+        (("ingest", "--config", "/nonexistent.yaml"), "/nonexistent.yaml"),
+    ],
+)
+@pytest.mark.timeout(120)
+def test_bad_input_exits_nonzero_with_a_one_line_reason(
+    args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    result = cli(*args, "--lake", str(tmp_path / "lake"))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("rare-ecg: error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "lake" / ECG_RECORDS).exists()
+
+
+def test_shipped_job_configs_are_valid() -> None:
+    files = sorted(CONFIGS.glob("*.yaml"))
+    assert files
+    for path in files:
+        data = load_yaml(path)
+        if data.get("kind") == "ingest":
+            IngestConfig(**data)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "ingest", "layuot": "ptbxl"},  # typo: unknown keys are errors
+        {"kind": "ingest", "layout": "dicom"},
+        {"kind": "ingest", "batch_size": 0},
+        {"kind": "ingest", "model_fs_hz": 250},
+        {"kind": "score"},
+    ],
+)
+def test_invalid_job_configs_are_rejected(bad: dict, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValidationError):
+        IngestConfig(**load_yaml(path))
