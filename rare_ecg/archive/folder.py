@@ -48,18 +48,21 @@ class FolderReader:
 
 
 def walk_headers(root: Path) -> Iterator[str]:
-    """Root-relative paths (POSIX, no extension) of every ``.hea`` below root, depth first, sorted per
-    folder, yielded as found so a million-file archive streams instead of being listed up front.
-    Hidden entries (``.name``) are skipped."""
-    stack = [root]
+    """Root-relative paths (POSIX, no extension) of every ``.hea`` below root, in path order, yielded as
+    found (one folder listing in memory per level), so a million-file archive streams instead of being
+    listed up front. Hidden entries (``.name``) and symlinked folders (possible cycles) are skipped."""
+    stack = [("", _sorted_entries(root))]
     while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-        subfolders: list[Path] = []
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                subfolders.append(Path(entry.path))
-            elif entry.name.endswith(".hea") and entry.is_file():
-                yield Path(entry.path).relative_to(root).with_suffix("").as_posix()
-        stack.extend(reversed(subfolders))
+        prefix, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+        elif entry.is_dir(follow_symlinks=False):
+            stack.append((f"{prefix}{entry.name}/", _sorted_entries(Path(entry.path))))
+        elif entry.name.endswith(".hea") and entry.is_file():
+            yield prefix + entry.name.removesuffix(".hea")
+
+
+def _sorted_entries(folder: Path) -> Iterator[os.DirEntry[str]]:
+    with os.scandir(folder) as it:
+        return iter(sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name))

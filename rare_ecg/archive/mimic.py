@@ -18,7 +18,7 @@ import polars as pl
 from rare_ecg.archive.annotations import annotations_for
 from rare_ecg.archive.fields import normalize_patient_id, parse_age, parse_datetime, parse_float, parse_sex
 from rare_ecg.archive.labels import mimic_report_labels
-from rare_ecg.archive.record import EcgRecord, RecordRef
+from rare_ecg.archive.record import REASON_MISSING_FILE, EcgRecord, RecordError, RecordRef
 from rare_ecg.archive.wfdb_io import read_wfdb_record
 
 RECORD_LIST_CSV = "record_list.csv"
@@ -63,13 +63,20 @@ class MimicReader:
                 .unique("subject_id", keep="first")
             )
             records = records.join(patients, on="subject_id", how="left", maintain_order="left")
-        for batch in records.collect().iter_slices(10_000):
+        for batch in records.collect_batches(chunk_size=50_000):
             for row in batch.iter_rows(named=True):
                 meta = {k: v for k, v in row.items() if v is not None and v.strip()}
-                yield RecordRef(source_path=row["path"].strip().removesuffix(".hea"), meta=meta)
+                path = meta.get("path", "").strip().removesuffix(".hea")
+                yield RecordRef(
+                    source_path=path or f"{RECORD_LIST_CSV}#study_id={meta.get('study_id')}", meta=meta
+                )
 
     def read(self, ref: RecordRef) -> EcgRecord:
         meta = ref.meta
+        if "path" not in meta:
+            raise RecordError(
+                REASON_MISSING_FILE, f"{RECORD_LIST_CSV} row study_id={meta.get('study_id')} has no path"
+            )
         raw = read_wfdb_record(self.root / f"{ref.source_path}.hea", ref.source_path)
         record = raw.to_record(self.layout, ref.source_path)
         record.patient_id = normalize_patient_id(meta.get("subject_id"))

@@ -52,11 +52,13 @@ class PtbxlReader:
         if missing:
             raise ValueError(f"{path} lacks columns {missing}; a PTB-XL database table has {columns}")
         # Strings throughout: read() interprets each cell, so one odd value never fails the whole table.
-        table = pl.scan_csv(path, infer_schema=False).select(columns).collect()
-        for row in table.iter_rows(named=True):
-            filename = (row.pop(filename_column) or "").strip()
-            source_path = filename or f"{DATABASE_CSV}#ecg_id={row['ecg_id']}"
-            yield RecordRef(source_path=source_path, meta={**row, "has_filename": bool(filename)})
+        # Batches keep memory flat for a million-row table.
+        table = pl.scan_csv(path, infer_schema=False).select(columns)
+        for batch in table.collect_batches(chunk_size=50_000):
+            for row in batch.iter_rows(named=True):
+                filename = (row.pop(filename_column) or "").strip()
+                source_path = filename or f"{DATABASE_CSV}#ecg_id={row['ecg_id']}"
+                yield RecordRef(source_path=source_path, meta={**row, "has_filename": bool(filename)})
 
     def read(self, ref: RecordRef) -> EcgRecord:
         meta = ref.meta

@@ -247,7 +247,9 @@ def read_wfdb_record(hea_path: Path, where: str) -> RawRecord:
     try:
         header_bytes = hea_path.read_bytes()
     except FileNotFoundError:
-        raise RecordError(REASON_MISSING_FILE, f"{where}: header file {hea_path} does not exist") from None
+        raise RecordError(
+            REASON_MISSING_FILE, f"{where}: header file {hea_path.name} does not exist"
+        ) from None
     try:
         text = header_bytes.decode("utf-8")
     except UnicodeDecodeError:
@@ -288,14 +290,14 @@ def _check_leads(header: Header, where: str) -> list[str]:
         )
     if header.n_sig == 0:
         raise RecordError(REASON_BAD_LEADS, f"{where}: the record has no signals")
-    names = [normalize_lead_name(s.description) or s.description for s in header.signals]
-    if not any(normalize_lead_name(s.description) for s in header.signals):
+    canonical = [normalize_lead_name(s.description) for s in header.signals]
+    if not any(canonical):
         written = [s.description for s in header.signals]
         raise RecordError(
             REASON_BAD_LEADS,
             f"{where}: no standard ECG lead among {written}; expected names such as I, II, V1",
         )
-    return names
+    return [name or s.description for name, s in zip(canonical, header.signals, strict=True)]
 
 
 def _gain_per_mv(spec: SignalSpec, lead_name: str, where: str) -> float:
@@ -345,7 +347,9 @@ def _read_samples(header: Header, hea_path: Path, where: str) -> tuple[np.ndarra
         try:
             file_bytes.append(path.read_bytes())
         except (FileNotFoundError, IsADirectoryError):
-            raise RecordError(REASON_MISSING_FILE, f"{where}: signal file {path} does not exist") from None
+            raise RecordError(
+                REASON_MISSING_FILE, f"{where}: signal file {file_name} does not exist"
+            ) from None
     if not _is_fast(header, groups):
         return _read_with_wfdb(header, hea_path, groups, file_bytes, where), file_bytes
     n_samples = header.n_samples

@@ -51,7 +51,9 @@ def anomaly_map(
     hidden = (hidden.to(x.dtype)[:, None, :] * torch.ones_like(x[:, 0])[None]).reshape(-1, n)  # (K * B, N)
     xk = x.repeat(k, 1, 1)  # (K * B, C, N)
     g = model.encode(xk, 1.0 - hidden, lm.repeat(k, 1), GLOBAL)
-    x_hat, log_var = model.signal_and_log_var(model.global_head(model.fuse_global(g, local_tokens.repeat(k, 1, 1))))
+    x_hat, log_var = model.signal_and_log_var(
+        model.global_head(model.fuse_global(g, local_tokens.repeat(k, 1, 1)))
+    )
     err = torch.exp(-log_var) * (x_hat - xk).pow(2) * hidden[:, None, :]
     err = err.reshape(k, b, c, n).sum(0) * lm[:, :, None]  # (B, C, N)
 

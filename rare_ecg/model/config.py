@@ -10,7 +10,12 @@ MEASUREMENTS: tuple[str, ...] = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms")
 # (centre, scale) that bring each regression target to about unit range (ours: adult population norms),
 # so no single target dominates the attribute loss.
 AGE_NORM = (60.0, 20.0)
-MEASUREMENT_NORMS: tuple[tuple[float, float], ...] = ((70.0, 20.0), (160.0, 40.0), (100.0, 25.0), (400.0, 50.0))
+MEASUREMENT_NORMS: tuple[tuple[float, float], ...] = (
+    (70.0, 20.0),
+    (160.0, 40.0),
+    (100.0, 25.0),
+    (400.0, 50.0),
+)
 SUPPORTED_FS_HZ = (100, 500)
 
 
@@ -44,7 +49,9 @@ class ModelConfig:
             raise ValueError(f"fs_hz={self.fs_hz} is not supported; use one of {SUPPORTED_FS_HZ}")
         for name, length in (("window", self.n_samples), ("beat window", self.beat_len)):
             if length % self.patch_len:
-                raise ValueError(f"{name} of {length} samples is not a multiple of the patch ({self.patch_len})")
+                raise ValueError(
+                    f"{name} of {length} samples is not a multiple of the patch ({self.patch_len})"
+                )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.n_samples % self.map_segments:

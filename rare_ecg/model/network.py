@@ -111,7 +111,9 @@ class EcgModel(nn.Module):
         self.register_buffer("attr_centre", norms[:, 0].clone(), persistent=False)
         self.register_buffer("attr_scale", norms[:, 1].clone(), persistent=False)
 
-    def encode(self, x: torch.Tensor, visible: torch.Tensor, lead_mask: torch.Tensor, view: int) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, visible: torch.Tensor, lead_mask: torch.Tensor, view: int
+    ) -> torch.Tensor:
         """(B, C, n) signal, (B, n) visible-sample mask, (B, C) lead mask -> (B, n / patch_len, D)."""
         vis = visible.to(x.dtype)[:, None, :]
         lm = lead_mask.to(x.dtype)
@@ -123,7 +125,11 @@ class EcgModel(nn.Module):
         return self.ln_backbone(tokens)
 
     def encode_beat(
-        self, x: torch.Tensor, lead_mask: torch.Tensor, beat_start: torch.Tensor, beat_mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        lead_mask: torch.Tensor,
+        beat_start: torch.Tensor,
+        beat_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The beat window (B, C, W) and its tokens; ``beat_mask`` (B, W) True = hidden."""
         beat = extract_beat(x, beat_start, self.cfg.beat_len)
@@ -151,7 +157,9 @@ class EcgModel(nn.Module):
         )
         g = self.encode(x, visible, lead_mask, GLOBAL)  # (B, P, D)
         beat, local = self.encode_beat(x, lead_mask, beat_start, beat_mask)  # (B, C, W), (B, W/p, D)
-        trend = self.encode(trend_view(x, cfg.fs_hz, cfg.trend_smooth_s), torch.ones_like(visible), lead_mask, TREND)
+        trend = self.encode(
+            trend_view(x, cfg.fs_hz, cfg.trend_smooth_s), torch.ones_like(visible), lead_mask, TREND
+        )
 
         g_local = self.fuse_global(g, local)
         local_g = self.fuse_local(local, g)

@@ -109,7 +109,9 @@ def make_optimizer(model: EcgModel, lr: float = 1e-3, weight_decay: float = 0.01
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def _apply(model: EcgModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> None:
+def _apply(
+    model: EcgModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float
+) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -129,7 +131,7 @@ def pretrain_step(
     terms = pretrain_losses(model, batch, torch.Generator().manual_seed(seed))
     loss = pretrain_objective(terms, weights or PretrainWeights())
     _apply(model, optimizer, loss, max_grad_norm)
-    return {"loss": float(loss), **{k: float(v) for k, v in terms.items()}}
+    return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
 
 
 def finetune_step(
@@ -155,7 +157,11 @@ def finetune_step(
         terms = pretrain_losses(model, batch, torch.Generator().manual_seed(seed))
         loss = loss + settings.aux_weight * pretrain_objective(terms, PretrainWeights())
     _apply(model, optimizer, loss, max_grad_norm)
-    return {"loss": float(loss), "classification": float(cls), **{k: float(v) for k, v in terms.items()}}
+    return {
+        "loss": float(loss.detach()),
+        "classification": float(cls.detach()),
+        **{k: float(v.detach()) for k, v in terms.items()},
+    }
 
 
 @dataclass

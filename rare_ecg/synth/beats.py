@@ -69,6 +69,24 @@ class Template:
     def copy(self) -> Template:
         return Template(**{k: v.copy() for k, v in self.__dict__.items()})
 
+    @classmethod
+    def gaussians(cls, rows: list[tuple[int, float, float, float, np.ndarray, int]]) -> Template:
+        """Build from (anchor, offset, sigma before, sigma after, vector, role) rows in one go."""
+        n = len(rows)
+        anchors = np.array([r[0] for r in rows], dtype=np.int64)
+        return cls(
+            anchor0=anchors,
+            off0=np.array([r[1] for r in rows], dtype=np.float64),
+            anchor1=anchors.copy(),
+            off1=np.zeros(n),
+            s0=np.array([r[2] for r in rows], dtype=np.float64),
+            s1=np.array([r[3] for r in rows], dtype=np.float64),
+            shape=np.full(n, GAUSS, dtype=np.int64),
+            role=np.array([r[5] for r in rows], dtype=np.int64),
+            vec=np.array([np.asarray(r[4], dtype=np.float64) for r in rows]).reshape(n, 3),
+            local=np.zeros((n, 6)),
+        )
+
     def __len__(self) -> int:
         return len(self.off0)
 
@@ -79,6 +97,7 @@ class VentricularTemplate:
 
     waves: Template
     qrs_s: float  # QRS onset anchor to J point
+    qtc_s: float  # rate-corrected QT (Fridericia) of this patient's normal beats
     pre_qrs_s: float = 0.0  # activation before the QRS onset anchor (the WPW delta wave)
     qt_extra_s: float = 0.0  # QT lengthening beyond the rate-corrected QT (wide QRS, drugs)
     qt_scale: float = 1.0  # multiplies the rate-dependent QT (long QT syndromes)
@@ -94,40 +113,40 @@ def qt_s(qtc_s: float, rr_s: np.ndarray | float) -> np.ndarray:
 
 def sinus_p(p_dur_s: float, amp: float, rot: np.ndarray) -> Template:
     """Right-atrial then left-atrial depolarisation: upright in II, biphasic in V1."""
-    t = Template()
     sigma = 0.17 * p_dur_s
-    t.add(P_ON, 0.38 * p_dur_s, sigma, sigma, amp * rot @ np.array([0.02, 0.075, -0.035]), ROLE_P)
-    t.add(P_ON, 0.62 * p_dur_s, sigma, sigma, amp * rot @ np.array([0.06, 0.05, 0.05]), ROLE_P)
-    return t
+    return Template.gaussians(
+        [
+            (P_ON, 0.38 * p_dur_s, sigma, sigma, amp * rot @ np.array([0.02, 0.075, -0.035]), ROLE_P),
+            (P_ON, 0.62 * p_dur_s, sigma, sigma, amp * rot @ np.array([0.06, 0.05, 0.05]), ROLE_P),
+        ]
+    )
 
 
 def ectopic_p(p_dur_s: float, amp: float, direction: np.ndarray) -> Template:
     """A P wave from an ectopic atrial focus (or a retrograde one): one component along ``direction``."""
-    t = Template()
     sigma = 0.2 * p_dur_s
-    t.add(P_ON, 0.5 * p_dur_s, sigma, sigma, 0.1 * amp * direction, ROLE_P)
-    return t
+    return Template.gaussians([(P_ON, 0.5 * p_dur_s, sigma, sigma, 0.1 * amp * direction, ROLE_P)])
+
+
+_NORMAL_QRS = (  # (offset s, sigma s, Frank vector mV) at REFERENCE_QRS_S
+    (0.016, 0.0065, (-0.10, 0.03, -0.22)),  # septal forces, left to right and anterior: q in V6, r in V1
+    (0.038, 0.0105, (0.75, 0.45, -0.28)),  # apical and left free wall
+    (0.054, 0.0105, (0.55, 0.35, 0.80)),  # posterolateral free wall: S in V1-V2
+    (0.075, 0.0085, (-0.25, -0.25, 0.35)),  # basal, posterior-superior terminal forces
+)
+T_SIGMA_BEFORE_S, T_SIGMA_AFTER_S = 0.055, 0.034
 
 
 def normal_qrst(qrs_s: float, qrs_amp: float, t_amp: float, rot: np.ndarray, t_rot: np.ndarray) -> Template:
     """Septal q, early and late left-ventricular forces, terminal forces, then the T wave."""
     k = qrs_s / REFERENCE_QRS_S
-    t = Template()
-    for off, sigma, vec in (
-        (0.016, 0.0065, (-0.10, 0.03, -0.22)),
-        (0.038, 0.0105, (0.75, 0.45, -0.28)),
-        (0.054, 0.0105, (0.55, 0.35, 0.80)),
-        (0.075, 0.0085, (-0.25, -0.25, 0.35)),
-    ):
-        t.add(QRS_ON, off * k, sigma * k, sigma * k, qrs_amp * rot @ np.array(vec), ROLE_QRS)
+    rows: list[tuple[int, float, float, float, np.ndarray, int]] = [
+        (QRS_ON, off * k, sigma * k, sigma * k, qrs_amp * rot @ np.array(vec), ROLE_QRS)
+        for off, sigma, vec in _NORMAL_QRS
+    ]
     t_vec = t_amp * t_rot @ rot @ np.array([0.35, 0.20, -0.22])
-    add_t_wave(t, t_vec, sigma_before=0.055, sigma_after=0.034)
-    return t
-
-
-def add_t_wave(t: Template, vec: np.ndarray, sigma_before: float, sigma_after: float) -> None:
-    """A T wave ending (2.6 sigma after its peak) at the T end."""
-    t.add(T_END, -2.6 * sigma_after, sigma_before, sigma_after, vec, ROLE_T)
+    rows.append((T_END, -2.6 * T_SIGMA_AFTER_S, T_SIGMA_BEFORE_S, T_SIGMA_AFTER_S, t_vec, ROLE_T))
+    return Template.gaussians(rows)
 
 
 def add_st_shift(t: Template, vec: np.ndarray, local: np.ndarray | None = None) -> None:
@@ -142,16 +161,18 @@ def wide_complex(
 ) -> Template:
     """A QRS-T from a ventricular origin (ectopic focus, escape focus, pacing lead): slow, broad
     forces along ``direction`` turning by 30-70 degrees, and a T wave opposite to them."""
-    t = Template()
-    if spike is not None:
-        t.add(QRS_ON, 0.0, SPIKE_SIGMA_S, SPIKE_SIGMA_S, spike, ROLE_SPIKE)
     turn = rotation("z", float(rng.uniform(-70, 70))) @ rotation("y", float(rng.uniform(-40, 40)))
     second = turn @ direction
-    t.add(QRS_ON, 0.36 * qrs_s, 0.16 * qrs_s, 0.14 * qrs_s, amp * direction, ROLE_QRS)
-    t.add(QRS_ON, 0.68 * qrs_s, 0.14 * qrs_s, 0.13 * qrs_s, 0.55 * amp * second, ROLE_QRS)
     mean = direction + 0.55 * second
-    add_t_wave(t, -0.3 * amp * mean / np.linalg.norm(mean), sigma_before=0.07, sigma_after=0.04)
-    return t
+    rows: list[tuple[int, float, float, float, np.ndarray, int]] = []
+    if spike is not None:
+        rows.append((QRS_ON, 0.0, SPIKE_SIGMA_S, SPIKE_SIGMA_S, spike, ROLE_SPIKE))
+    rows += [
+        (QRS_ON, 0.36 * qrs_s, 0.16 * qrs_s, 0.14 * qrs_s, amp * direction, ROLE_QRS),
+        (QRS_ON, 0.68 * qrs_s, 0.14 * qrs_s, 0.13 * qrs_s, 0.55 * amp * second, ROLE_QRS),
+        (T_END, -2.6 * 0.04, 0.07, 0.04, -0.3 * amp * mean / np.linalg.norm(mean), ROLE_T),
+    ]
+    return Template.gaussians(rows)
 
 
 def instantiate(

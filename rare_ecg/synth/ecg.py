@@ -1,0 +1,491 @@
+"""One synthetic 12-lead ECG: physiology -> templates -> rhythm -> rendered dipole -> leads + noise,
+with its ground-truth masks and its true intervals.
+
+Records are synthesised at 500 Hz over the 10 s record plus a margin on each side; the 100 Hz copy is
+the 500 Hz signal through the same anti-aliasing decimation PTB-XL's 100 Hz files went through, so
+both rates carry the same record. Every random draw comes from a stream keyed by (seed, patient,
+purpose, visit[, label]), which makes a record depend on nothing but its own spec: the archive is
+byte-identical whatever the worker count, and removing one label from a record (for its mask)
+changes nothing else.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from scipy import signal as sps
+
+from rare_ecg.synth import anomalies as an
+from rare_ecg.synth.beats import (
+    P_ON,
+    ROLE_P,
+    ROLE_QRS,
+    ROLE_SPIKE,
+    ROLE_T,
+    SPIKE_SIGMA_S,
+    T_END,
+    Template,
+    VentricularTemplate,
+    ectopic_p,
+    instantiate,
+    normal_qrst,
+    qt_s,
+    sinus_p,
+    wide_complex,
+)
+from rare_ecg.synth.labels import CATALOGUE, MASK_MIN_MV, MASK_REL_FRACTION, primary_rhythm
+from rare_ecg.synth.noise import NoiseReport, electrode_noise
+from rare_ecg.synth.physiology import Traits, VisitPhysiology, draw_traits, placement_jitter, visit_physiology
+from rare_ecg.synth.rhythm import (
+    P_ECTOPIC,
+    P_PACED,
+    P_RETRO,
+    P_SINUS,
+    V_ESCAPE,
+    V_NORMAL,
+    V_PACED,
+    V_PVC,
+    AtrialWaves,
+    PEvent,
+    RhythmParams,
+    Schedule,
+    VBeat,
+    schedule,
+)
+from rare_ecg.synth.waves import DOWER, N_LEADS, WaveTable, concat, lead_matrix, render, unit
+
+FS_HZ = 500
+DURATION_S = 10.0
+N_SAMPLES = int(FS_HZ * DURATION_S)
+MARGIN_S = 0.2  # synthesised beyond the record on both sides: no decimation edge effects
+_MARGIN = int(MARGIN_S * FS_HZ)
+_EVENTS_SPAN = (-2.0, 12.0)  # beats are placed over this span so waves at the edges are whole
+_EXTRA_QT_S = {V_PVC: 0.05, V_ESCAPE: 0.06, V_PACED: 0.05}
+
+# random-stream purposes
+_TRAITS, _VISIT, _LABEL_CHRONIC, _LABEL_VISIT, _NOISE, _RHYTHM, _ECTOPIC, _BEATS = range(8)
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    seed: int
+    patient: int
+    visit: int
+    sex: str  # "male" | "female"
+    age: float
+    labels: frozenset[str]
+    mains_hz: float = 50.0
+
+
+@dataclass(frozen=True)
+class MaskSpan:
+    label: str
+    lead: int  # index into CANONICAL_LEADS
+    start: int  # samples at 500 Hz, end exclusive
+    end: int
+
+
+@dataclass
+class SynthEcg:
+    spec: RecordSpec
+    padded_mv: np.ndarray  # (12, N_SAMPLES + 2 * margin) at 500 Hz
+    clean_mv: np.ndarray  # the same without noise
+    masks: list[MaskSpan]
+    measurements: dict[str, float]  # true hr_bpm, rr_ms, pr_ms (where P waves conduct), qrs_ms, qt_ms, qtc_ms, axes
+    noise: NoiseReport
+    pacing_mode: str
+
+    def signal_at(self, fs_hz: int, clean: bool = False) -> np.ndarray:
+        """(12, 10 * fs_hz) mV at 500 Hz, or decimated to 100 Hz through an anti-aliasing FIR."""
+        x = self.clean_mv if clean else self.padded_mv
+        if fs_hz == FS_HZ:
+            return x[:, _MARGIN:-_MARGIN]
+        if fs_hz != 100:
+            raise ValueError(f"rate {fs_hz} Hz is not generated; choose 100 or 500")
+        y = sps.resample_poly(x, 1, FS_HZ // fs_hz, axis=1, window=_decimation_filter(FS_HZ // fs_hz))
+        m = _MARGIN * fs_hz // FS_HZ
+        return y[:, m:-m]
+
+    def masks_at(self, fs_hz: int) -> list[MaskSpan]:
+        """Masks at ``fs_hz``: a span covers every sample whose 500 Hz period it overlaps."""
+        if fs_hz == FS_HZ:
+            return self.masks
+        f = FS_HZ // fs_hz
+        n = N_SAMPLES // f
+        out: list[MaskSpan] = []
+        for m in self.masks:
+            start, end = m.start // f, min(n, -(-m.end // f))
+            if out and out[-1].label == m.label and out[-1].lead == m.lead and start <= out[-1].end:
+                out[-1] = MaskSpan(m.label, m.lead, out[-1].start, max(end, out[-1].end))
+            else:
+                out.append(MaskSpan(m.label, m.lead, start, end))
+        return out
+
+
+@cache
+def _decimation_filter(factor: int) -> np.ndarray:
+    """scipy's own resample_poly design (Kaiser-windowed FIR), built once instead of per call."""
+    return np.asarray(sps.firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0)))
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
+
+
+def _code_key(code: str) -> int:
+    return zlib.crc32(code.encode())
+
+
+def build_morph(phys: VisitPhysiology, labels: frozenset[str], spec: RecordSpec) -> an.Morph:
+    """The record's P and QRS-T templates with the labels' modifications."""
+    p = sinus_p(phys.p_dur_s, phys.p_amp, np.eye(3))
+    v = VentricularTemplate(
+        normal_qrst(phys.qrs_s, phys.qrs_amp, phys.t_amp, phys.qrs_rot, phys.t_rot), phys.qrs_s, qtc_s=phys.qtc_s
+    )
+    an.rotate_qrs_frontal(v, phys.axis_deg, t_share=0.8)
+    morph = an.Morph(p, v, phys.qrs_amp, phys.t_amp)
+
+    def rng_for(code: str) -> np.random.Generator:
+        if CATALOGUE[code].chronic:
+            return _rng(spec.seed, spec.patient, _LABEL_CHRONIC, _code_key(code))
+        return _rng(spec.seed, spec.patient, _LABEL_VISIT, spec.visit, _code_key(code))
+
+    an.apply_modifiers(morph, labels, rng_for)
+    return morph
+
+
+@dataclass
+class _Beats:
+    """Per-beat timing of the schedule's ventricular beats."""
+
+    on: np.ndarray
+    kind: np.ndarray
+    qt: np.ndarray
+    stretch: np.ndarray
+    amp: np.ndarray
+
+
+def _beat_timing(sched: Schedule, v: VentricularTemplate, phys: VisitPhysiology, rng: np.random.Generator) -> _Beats:
+    on = np.array([b.on for b in sched.v])
+    kind = np.array([b.kind for b in sched.v], dtype=np.int64)
+    if on.size == 0:
+        z = np.zeros(0)
+        return _Beats(z, kind, z, z, z)
+    rr = np.diff(on, prepend=on[0] - (np.median(np.diff(on)) if on.size > 1 else 60.0 / phys.hr_bpm))
+    qtc = v.qtc_s * v.qt_scale
+    qt = qt_s(qtc, rr) + v.qt_extra_s
+    rr_typical = float(np.median(rr))
+    for k, extra in _EXTRA_QT_S.items():
+        qt[kind == k] = float(qt_s(phys.qtc_s, rr_typical)) + extra
+    stretch = np.cbrt(np.clip(rr, 0.25, 2.5))
+    phase = float(rng.uniform(0, 2 * np.pi))
+    amp = 1.0 + 0.04 * np.sin(2 * np.pi * phys.resp_hz * on + phase) + rng.normal(0.0, 0.01, on.size)
+    return _Beats(on, kind, qt, stretch, amp)
+
+
+def _ventricular_tables(
+    beats: _Beats, kinds: dict[int, tuple[Template, float]], pr_s: float, only: int | None = None
+) -> list[WaveTable]:
+    tables = []
+    for kind, (template, qrs_s) in kinds.items():
+        if only is not None and kind != only:
+            continue
+        sel = beats.kind == kind
+        if not sel.any():
+            continue
+        on = beats.on[sel]
+        anchors = np.stack([on - pr_s, on, on + qrs_s, on + beats.qt[sel]], axis=1)
+        tables.append(instantiate(template, anchors, beats.amp[sel], beats.stretch[sel]))
+    return tables
+
+
+def _atrial_tables(events: list[PEvent], templates: dict[int, Template], only: int | None = None) -> list[WaveTable]:
+    tables = []
+    for kind, template in templates.items():
+        if only is not None and kind != only:
+            continue
+        on = np.array([ev.on for ev in events if ev.kind == kind])
+        if on.size:
+            anchors = np.repeat(on[:, None], 4, axis=1)
+            tables.append(instantiate(template, anchors, np.ones(on.size), np.ones(on.size)))
+    return tables
+
+
+def _atrial_activity(atrial: AtrialWaves, t: np.ndarray, leads: np.ndarray) -> np.ndarray:
+    if atrial.kind == "fib":
+        x = np.zeros_like(t)
+        for i, (df, ph) in enumerate(((0.0, 0.1), (0.11, 0.47), (-0.13, 0.83))):
+            f = atrial.rate_hz * (1.0 + df)
+            x += (1.0 - 0.3 * i) * np.sin(2 * np.pi * (f * t + ph + atrial.phase))
+        x *= 1.0 + 0.35 * np.sin(2 * np.pi * 0.27 * t + 6.0 * atrial.phase)
+        x *= atrial.amp_mv / 1.6
+        direction = unit([-0.3, 0.4, -0.85])
+    else:
+        cycle = atrial.rate_hz * t + atrial.phase
+        # sawtooth from its first harmonics: slow descent, fast return in the inferior leads
+        x = sum((-1.0) ** (k + 1) * np.sin(2 * np.pi * k * cycle) / k for k in range(1, 9)) * (2.0 / np.pi)
+        x = atrial.amp_mv * np.asarray(x)
+        direction = unit([0.1, -0.85, -0.5])
+    return np.asarray(leads @ np.outer(direction, x))
+
+
+def _p_extent_s(template: Template) -> float:
+    return float(np.max(template.off0 + 2.5 * template.s1)) if len(template) else 0.1
+
+
+def _t_onset_offset(template: Template) -> float:
+    """T onset relative to the T end (negative), at stretch 1."""
+    tw = template.role == ROLE_T
+    if not tw.any():
+        return -0.2
+    return float(np.min(template.off0[tw] - 2.5 * template.s0[tw]))
+
+
+def _spans(
+    kind: str,
+    sched: Schedule,
+    beats: _Beats,
+    v: VentricularTemplate,
+    p_template: Template,
+    pr_s: float,
+    label: str,
+) -> list[tuple[float, float]]:
+    """Time spans (s) of one mask kind for ``label``."""
+    out: list[tuple[float, float]] = []
+    normal = beats.kind == V_NORMAL
+    on, qt, stretch = beats.on, beats.qt, beats.stretch
+    if kind == "record":
+        return [(0.0, DURATION_S)]
+    if kind == "pr":
+        return [(b.p.on, b.on - v.pre_qrs_s) for b in sched.v if b.kind == V_NORMAL and b.p is not None]
+    if kind == "blocked_p":
+        return [(ev.on, ev.on + pr_s + v.qrs_s) for ev in sched.p if ev.blocked]
+    if kind == "beat":
+        for i, b in enumerate(sched.v):
+            start = None
+            if label in b.tags:
+                start = b.on - (2 * SPIKE_SIGMA_S if b.kind == V_PACED else 0.0)
+                if b.p is not None and label in b.p.tags:
+                    start = b.p.on
+            elif b.p is not None and label in b.p.tags:
+                start = b.p.on
+            if start is not None:
+                out.append((start, b.on + qt[i]))
+        for ev in sched.p:
+            if label in ev.tags and not ev.conducted:
+                out.append((ev.on, ev.on + _p_extent_s(p_template)))
+        return out
+    if kind == "run":
+        index = {id(b): i for i, b in enumerate(sched.v)}
+        return [(first.on, last.on + qt[index[id(last)]]) for first, last in sched.runs]
+    if kind == "p":
+        extent = _p_extent_s(p_template)
+        return [(ev.on, ev.on + extent) for ev in sched.p if ev.kind == P_SINUS]
+    t_on = _t_onset_offset(v.waves)
+    for i in np.flatnonzero(normal):
+        start = on[i] - v.pre_qrs_s
+        if kind == "qrs":
+            out.append((start, on[i] + v.qrs_s))
+        elif kind == "qrs_early":
+            out.append((start, on[i] + min(v.qrs_s, 0.5 * v.qrs_s + 0.012)))
+        elif kind == "delta":
+            out.append((start, on[i] + 0.02))
+        elif kind == "st_t":
+            out.append((on[i] + v.qrs_s, on[i] + qt[i]))
+        elif kind == "t":
+            out.append((max(on[i] + v.qrs_s, on[i] + qt[i] + t_on * stretch[i]), on[i] + qt[i]))
+    return out
+
+
+def _to_samples(spans: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Clip to the record, convert to 500 Hz samples, merge overlaps."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        s, e = max(0, int(np.floor(a * FS_HZ))), min(N_SAMPLES, int(np.ceil(b * FS_HZ)))
+        if e <= s:
+            continue
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def synthesize(spec: RecordSpec) -> SynthEcg:
+    traits = draw_traits(_rng(spec.seed, spec.patient, _TRAITS))
+    visit_rng = _rng(spec.seed, spec.patient, _VISIT, spec.visit)
+    primary = primary_rhythm(spec.labels)
+    phys = visit_physiology(traits, spec.age, spec.sex, primary, spec.labels, visit_rng)
+    leads = lead_matrix(placement_jitter(visit_rng, DOWER))
+    morph = build_morph(phys, spec.labels, spec)
+    v = morph.v
+    pr_s = phys.pr_s + morph.pr_extra_s + v.pre_qrs_s
+    params = RhythmParams(phys.hr_bpm, pr_s, phys.rsa, phys.resp_hz, *_EVENTS_SPAN)
+    sched = schedule(_rng(spec.seed, spec.patient, _RHYTHM, spec.visit), params, spec.labels)
+    beats = _beat_timing(sched, v, phys, _rng(spec.seed, spec.patient, _BEATS, spec.visit))
+
+    v_kinds = _ventricular_kinds(traits, phys, v, spec, set(beats.kind.tolist()))
+    p_kinds = _atrial_kinds(traits, phys, morph.p, {ev.kind for ev in sched.p})
+    n = N_SAMPLES + 2 * _MARGIN
+    t_start = -MARGIN_S
+    tables = _ventricular_tables(beats, v_kinds, pr_s) + _atrial_tables(sched.p, p_kinds)
+    clean = render(concat(tables), FS_HZ, n, t_start, leads)
+    if sched.atrial is not None:
+        clean += _atrial_activity(sched.atrial, t_start + np.arange(n) / FS_HZ, leads)
+    noise, report = electrode_noise(
+        _rng(spec.seed, spec.patient, _NOISE, spec.visit), n, FS_HZ, spec.mains_hz, phys.resp_hz
+    )
+    masks = _masks(spec, phys, sched, beats, morph, pr_s, leads, v_kinds, p_kinds)
+    return SynthEcg(
+        spec=spec,
+        padded_mv=clean + noise,
+        clean_mv=clean,
+        masks=masks,
+        measurements=_measurements(sched, beats, morph, pr_s, v_kinds, leads),
+        noise=report,
+        pacing_mode=sched.pacing_mode,
+    )
+
+
+def _ventricular_kinds(
+    traits: Traits, phys: VisitPhysiology, v: VentricularTemplate, spec: RecordSpec, present: set[int]
+) -> dict[int, tuple[Template, float]]:
+    """Templates of the beat kinds the record has; ectopic ones are the patient's own (fixed foci)."""
+    kinds: dict[int, tuple[Template, float]] = {V_NORMAL: (v.waves, v.qrs_s)}
+    amp = 1.5 * phys.qrs_amp
+    if V_PVC in present:
+        rng = _rng(spec.seed, spec.patient, _ECTOPIC, V_PVC)
+        kinds[V_PVC] = (wide_complex(traits.pvc_focus, amp, traits.pvc_qrs_s, rng), traits.pvc_qrs_s)
+    if V_ESCAPE in present:
+        rng = _rng(spec.seed, spec.patient, _ECTOPIC, V_ESCAPE)
+        kinds[V_ESCAPE] = (wide_complex(traits.escape_focus, amp, 0.15, rng), 0.15)
+    if V_PACED in present:
+        rng = _rng(spec.seed, spec.patient, _ECTOPIC, V_PACED)
+        lead_tip = unit([0.45, -0.75, 0.5])  # right-ventricular apex: superior axis, LBBB-like
+        kinds[V_PACED] = (wide_complex(lead_tip, 1.4 * phys.qrs_amp, 0.16, rng, spike=traits.pacing_spike), 0.16)
+    return kinds
+
+
+def _atrial_kinds(traits: Traits, phys: VisitPhysiology, p: Template, present: set[int]) -> dict[int, Template]:
+    kinds = {P_SINUS: p}
+    if P_ECTOPIC in present:
+        kinds[P_ECTOPIC] = ectopic_p(phys.p_dur_s, phys.p_amp, traits.ectopic_p)
+    if P_RETRO in present:
+        kinds[P_RETRO] = ectopic_p(0.08, 0.7 * phys.p_amp, unit([0.0, -1.0, 0.35]))
+    if P_PACED in present:
+        sinus_like = sinus_p(phys.p_dur_s * 1.1, phys.p_amp * 0.8, np.eye(3))
+        rows = [(P_ON, 0.0, SPIKE_SIGMA_S, SPIKE_SIGMA_S, 0.6 * traits.pacing_spike, ROLE_SPIKE)]
+        rows += [
+            (P_ON, float(sinus_like.off0[i]) + 0.01, float(sinus_like.s0[i]), float(sinus_like.s1[i]),
+             sinus_like.vec[i], ROLE_P)
+            for i in range(len(sinus_like))
+        ]  # fmt: skip
+        kinds[P_PACED] = Template.gaussians(rows)
+    return kinds
+
+
+def _masks(
+    spec: RecordSpec,
+    phys: VisitPhysiology,
+    sched: Schedule,
+    beats: _Beats,
+    morph: an.Morph,
+    pr_s: float,
+    leads: np.ndarray,
+    v_kinds: dict[int, tuple[Template, float]],
+    p_kinds: dict[int, Template],
+) -> list[MaskSpan]:
+    out: list[MaskSpan] = []
+    n = N_SAMPLES + 2 * _MARGIN
+    base: np.ndarray | None = None
+    for code in sorted(spec.labels):
+        rule = CATALOGUE[code]
+        if not rule.spans:
+            continue
+        spans = _to_samples(
+            [s for kind in rule.spans for s in _spans(kind, sched, beats, morph.v, morph.p, pr_s, code)]
+        )
+        if not spans:
+            continue
+        if rule.leads == "all":
+            lead_ids = list(range(N_LEADS))
+        else:
+            if base is None:
+                base = _supraventricular(beats, sched, morph.v, morph.p, pr_s, n, leads, v_kinds)
+            without = build_morph(phys, spec.labels - {code}, spec)
+            other = _supraventricular(beats, sched, without.v, without.p, pr_s, n, leads, v_kinds)
+            diff = np.abs(base - other)[:, _MARGIN:-_MARGIN]
+            inside = np.zeros(N_SAMPLES, dtype=bool)
+            for s, e in spans:
+                inside[s:e] = True
+            peak = diff[:, inside].max(axis=1)
+            threshold = max(MASK_MIN_MV, MASK_REL_FRACTION * float(peak.max()))
+            lead_ids = [int(i) for i in np.flatnonzero(peak >= threshold)]
+        out.extend(MaskSpan(code, lead, s, e) for lead in lead_ids for s, e in spans)
+    return out
+
+
+def _supraventricular(
+    beats: _Beats,
+    sched: Schedule,
+    v: VentricularTemplate,
+    p: Template,
+    pr_s: float,
+    n: int,
+    leads: np.ndarray,
+    v_kinds: dict[int, tuple[Template, float]],
+) -> np.ndarray:
+    """Clean render of the normal beats and sinus P waves only (what the morphology labels change)."""
+    kinds = {V_NORMAL: (v.waves, v.qrs_s)}
+    qt = beats.qt.copy()
+    sel = beats.kind == V_NORMAL
+    rr = np.where(beats.stretch > 0, beats.stretch**3, 1.0)
+    qt[sel] = qt_s(v.qtc_s * v.qt_scale, rr[sel]) + v.qt_extra_s
+    timed = _Beats(beats.on, beats.kind, qt, beats.stretch, beats.amp)
+    tables = _ventricular_tables(timed, kinds, pr_s, only=V_NORMAL) + _atrial_tables(sched.p, {P_SINUS: p})
+    return render(concat(tables), FS_HZ, n, -MARGIN_S, leads)
+
+
+def _axis(template: Template, leads: np.ndarray, roles: tuple[int, ...]) -> float:
+    """Frontal axis (degrees) from the net areas of ``roles`` waves in I and aVF."""
+    sel = np.isin(template.role, roles)
+    area = (template.vec[sel] * (template.s0[sel] + template.s1[sel])[:, None]).sum(axis=0)
+    lead_i, lead_avf = leads[0] @ area, leads[5] @ area
+    return float(np.degrees(np.arctan2(lead_avf, lead_i)))
+
+
+def _measurements(
+    sched: Schedule,
+    beats: _Beats,
+    morph: an.Morph,
+    pr_s: float,
+    v_kinds: dict[int, tuple[Template, float]],
+    leads: np.ndarray,
+) -> dict[str, float]:
+    visible = (beats.on >= 0.0) & (beats.on < DURATION_S)
+    out: dict[str, float] = {}
+    if visible.sum() >= 2:
+        rr = float(np.mean(np.diff(beats.on[visible])))
+        out["rr_ms"] = 1000.0 * rr
+        out["hr_bpm"] = 60.0 / rr
+    v = morph.v
+    normal = visible & (beats.kind == V_NORMAL)
+    dominant = V_NORMAL if normal.any() else int(np.bincount(beats.kind[visible]).argmax()) if visible.any() else V_NORMAL
+    template, qrs_s = v_kinds[dominant]
+    sel = visible & (beats.kind == dominant)
+    pre = v.pre_qrs_s if dominant == V_NORMAL else 0.0
+    out["qrs_ms"] = 1000.0 * (qrs_s + pre)
+    if sel.any():
+        out["qt_ms"] = 1000.0 * float(np.median(beats.qt[sel]) + pre)
+        if "rr_ms" in out:
+            out["qtc_ms"] = out["qt_ms"] / np.sqrt(out["rr_ms"] / 1000.0)
+    prs = [b.on - pre - b.p.on for b in sched.v if b.kind == V_NORMAL and b.p is not None and 0 <= b.on < DURATION_S]
+    if prs and dominant == V_NORMAL:
+        out["pr_ms"] = 1000.0 * float(np.median(prs))
+        out["p_axis"] = _axis(morph.p, leads, (0,))
+    out["qrs_axis"] = _axis(template, leads, (ROLE_QRS,))
+    out["t_axis"] = _axis(template, leads, (ROLE_T,))
+    return out
