@@ -85,7 +85,7 @@ def subgroup_metrics(
         "rare": np.asarray([index[x] for x in sets.rare], dtype=np.int64),
         "common": np.asarray([index[x] for x in sets.common], dtype=np.int64),
     }
-    groups = [("overall", "all", None)]
+    groups: list[tuple[str, str, np.ndarray | None]] = [("overall", "all", None)]
     groups += [("sex", g, sex_arr) for g in SEXES]
     groups += [("age_band", g, band_arr) for g in AGE_BANDS]
 

@@ -63,11 +63,11 @@ class ModelConfig:
 
     @property
     def n_samples(self) -> int:
-        return int(round(self.window_s * self.fs_hz))
+        return round(self.window_s * self.fs_hz)
 
     @property
     def patch_len(self) -> int:
-        return int(round(self.patch_s * self.fs_hz))
+        return round(self.patch_s * self.fs_hz)
 
     @property
     def n_patches(self) -> int:
@@ -75,11 +75,11 @@ class ModelConfig:
 
     @property
     def beat_pre(self) -> int:
-        return int(round(self.beat_pre_s * self.fs_hz))
+        return round(self.beat_pre_s * self.fs_hz)
 
     @property
     def beat_len(self) -> int:
-        return self.beat_pre + int(round(self.beat_post_s * self.fs_hz))
+        return self.beat_pre + round(self.beat_post_s * self.fs_hz)
 
     @property
     def beat_patches(self) -> int:

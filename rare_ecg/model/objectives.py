@@ -19,7 +19,7 @@ from rare_ecg.signals.trend import moving_average_width
 def random_patch_mask(batch: int, n_patches: int, ratio: float, generator: torch.Generator) -> torch.Tensor:
     """(batch, n_patches) bool, True = hidden: exactly round(ratio * n_patches) patches per sample,
     drawn afresh for every sample; the same generator state gives the same masks."""
-    n_hidden = int(round(ratio * n_patches))
+    n_hidden = round(ratio * n_patches)
     order = torch.rand(batch, n_patches, generator=generator).argsort(dim=1)
     return order < n_hidden
 
@@ -35,7 +35,7 @@ def shifted_patch_masks(n_patches: int, rounds: int) -> torch.Tensor:
 def random_span_mask(batch: int, length: int, ratio: float, generator: torch.Generator) -> torch.Tensor:
     """(batch, length) bool, True = hidden: one contiguous span of round(ratio * length) samples per
     sample, its start uniform over the positions where it fits."""
-    span = int(round(ratio * length))
+    span = round(ratio * length)
     start = torch.randint(0, length - span + 1, (batch, 1), generator=generator)
     pos = torch.arange(length)[None, :]
     return (pos >= start) & (pos < start + span)

@@ -113,7 +113,7 @@ def _apply(
     model: EcgModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float
 ) -> None:
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # type: ignore[no-untyped-call]
+    loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
 

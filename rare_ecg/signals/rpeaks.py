@@ -32,7 +32,7 @@ def _qrs_envelope(x: np.ndarray, fs_hz: float) -> np.ndarray:
     sos = sps.butter(2, [QRS_BAND_HZ[0], high], btype="bandpass", fs=fs_hz, output="sos")
     band = sps.sosfiltfilt(sos, x, axis=-1, padlen=min(x.shape[-1] - 1, int(fs_hz)))
     energy = np.gradient(band, axis=-1) ** 2
-    width = max(1, int(round(INTEGRATION_S * fs_hz)))
+    width = max(1, round(INTEGRATION_S * fs_hz))
     kernel = np.ones(width) / width
     env = np.stack([np.convolve(lead, kernel, mode="same") for lead in energy])
     # Scale each lead by a high percentile so one large-amplitude lead cannot hide the others;
@@ -55,7 +55,7 @@ def detect_r_peaks(signal: np.ndarray, fs_hz: float) -> np.ndarray:
     if n < fs_hz or not np.any(x):
         return np.zeros(0, dtype=np.int64)
     env = _qrs_envelope(x, fs_hz)
-    candidates, props = sps.find_peaks(env, distance=max(1, int(round(REFRACTORY_S * fs_hz))), height=0.0)
+    candidates, props = sps.find_peaks(env, distance=max(1, round(REFRACTORY_S * fs_hz)), height=0.0)
     if candidates.size == 0:
         return np.zeros(0, dtype=np.int64)
     # The typical beat: the median of the largest candidates a record at MIN_RATE_BPM would still
@@ -71,7 +71,7 @@ def detect_r_peaks(signal: np.ndarray, fs_hz: float) -> np.ndarray:
     hp = sps.sosfiltfilt(sos, x, axis=-1, padlen=min(n - 1, int(fs_hz)))
     sd = hp.std(axis=-1, keepdims=True)
     apex = np.abs(np.divide(hp, sd, out=np.zeros_like(hp), where=sd > 1e-12)).sum(axis=0)
-    half = max(1, int(round(REFINE_S * fs_hz)))
+    half = max(1, round(REFINE_S * fs_hz))
     refined = np.empty(beats.size, dtype=np.int64)
     for i, beat in enumerate(beats):
         lo, hi = max(0, beat - half), min(n, beat + half + 1)

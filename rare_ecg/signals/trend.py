@@ -14,7 +14,7 @@ TREND_SMOOTH_S = 0.02  # moving-average width (20 ms)
 
 def moving_average_width(fs_hz: float, smooth_s: float = TREND_SMOOTH_S) -> int:
     """Samples in the moving-average window: 2 at 100 Hz, 10 at 500 Hz for 20 ms."""
-    return max(1, int(round(smooth_s * fs_hz)))
+    return max(1, round(smooth_s * fs_hz))
 
 
 def trend(signal: np.ndarray, fs_hz: float, smooth_s: float = TREND_SMOOTH_S) -> np.ndarray:

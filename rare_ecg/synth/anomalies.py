@@ -98,13 +98,13 @@ def single_beat(t: Template, qrs_s: float, fs_hz: float = 500.0) -> np.ndarray:
 
 def qrs_window(t: Template, qrs_s: float, pre_s: float = 0.0, fs_hz: float = 500.0) -> np.ndarray:
     """(12, m) mV: the QRS part of one beat of ``t`` (QRS-role waves only)."""
-    sub = _subset(t, t.role == ROLE_QRS)
+    sub = subset(t, t.role == ROLE_QRS)
     beat = single_beat(sub, qrs_s, fs_hz)
     lo, hi = int((0.3 - pre_s - 0.01) * fs_hz), int((0.3 + qrs_s + 0.02) * fs_hz)
     return beat[:, lo:hi]
 
 
-def _subset(t: Template, keep: np.ndarray) -> Template:
+def subset(t: Template, keep: np.ndarray) -> Template:
     return Template(**{k: v[keep] for k, v in t.__dict__.items()})
 
 
@@ -410,7 +410,7 @@ def _clbbb(m: Morph, rng: np.random.Generator) -> None:
     amp = m.qrs_amp * float(rng.uniform(1.1, 1.5))
     keep = np.ones(len(m.v.waves), dtype=bool)
     keep[qrs[1:]] = False
-    m.v.waves = _subset(m.v.waves, keep)
+    m.v.waves = subset(m.v.waves, keep)
     first, second = unit([0.7, 0.15, 0.75]), unit([0.85, -0.15, 0.45])
     m.v.waves.add(QRS_ON, 0.36 * qrs_s, 0.15 * qrs_s, 0.12 * qrs_s, amp * first, ROLE_QRS)
     m.v.waves.add(QRS_ON, 0.7 * qrs_s, 0.12 * qrs_s, 0.12 * qrs_s, amp * second, ROLE_QRS)

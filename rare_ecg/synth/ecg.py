@@ -2,8 +2,8 @@
 with its ground-truth masks and its true intervals.
 
 Records are synthesised at 500 Hz over the 10 s record plus a margin on each side; the 100 Hz copy is
-the 500 Hz signal through the same anti-aliasing decimation PTB-XL's 100 Hz files went through, so
-both rates carry the same record. Every random draw comes from a stream keyed by (seed, patient,
+the 500 Hz signal low-passed (flat to 40 Hz, raised-cosine to zero at 50 Hz) and decimated, as
+PTB-XL's 100 Hz files were derived from its 500 Hz ones, so both rates carry the same record. Every random draw comes from a stream keyed by (seed, patient,
 purpose, visit[, label]), which makes a record depend on nothing but its own spec: the archive is
 byte-identical whatever the worker count, and removing one label from a record (for its mask)
 changes nothing else.
@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from scipy import signal as sps
-
 from rare_ecg.synth import anomalies as an
 from rare_ecg.synth.beats import (
     P_ON,
@@ -81,11 +79,28 @@ class RecordSpec:
 
 
 @dataclass(frozen=True)
-class MaskSpan:
-    label: str
-    lead: int  # index into CANONICAL_LEADS
-    start: int  # samples at 500 Hz, end exclusive
-    end: int
+class Masks:
+    """Ground-truth spans, one row per (label, lead, contiguous span); samples, end exclusive."""
+
+    label: np.ndarray  # (k,) str
+    lead: np.ndarray  # (k,) int: index into CANONICAL_LEADS
+    start: np.ndarray  # (k,) int
+    end: np.ndarray  # (k,) int
+
+    def __len__(self) -> int:
+        return int(self.label.size)
+
+    @staticmethod
+    def from_rows(rows: list[tuple[str, int, int, int]]) -> Masks:
+        if not rows:
+            return Masks(np.zeros(0, dtype="<U8"), *(np.zeros(0, dtype=np.int64),) * 3)
+        label, lead, start, end = zip(*rows, strict=True)
+        return Masks(
+            np.array(label, dtype="<U8"),
+            np.array(lead, dtype=np.int64),
+            np.array(start, dtype=np.int64),
+            np.array(end, dtype=np.int64),
+        )
 
 
 @dataclass
@@ -93,7 +108,7 @@ class SynthEcg:
     spec: RecordSpec
     padded_mv: np.ndarray  # (12, N_SAMPLES + 2 * margin) at 500 Hz
     clean_mv: np.ndarray  # the same without noise
-    masks: list[MaskSpan]
+    masks: Masks  # at 500 Hz
     measurements: dict[str, float]  # true hr_bpm, rr_ms, pr_ms (where P waves conduct), qrs_ms, qt_ms, qtc_ms, axes
     noise: NoiseReport
     pacing_mode: str
@@ -105,30 +120,46 @@ class SynthEcg:
             return x[:, _MARGIN:-_MARGIN]
         if fs_hz != 100:
             raise ValueError(f"rate {fs_hz} Hz is not generated; choose 100 or 500")
-        y = sps.resample_poly(x, 1, FS_HZ // fs_hz, axis=1, window=_decimation_filter(FS_HZ // fs_hz))
+        y = decimate(x, FS_HZ // fs_hz)
         m = _MARGIN * fs_hz // FS_HZ
         return y[:, m:-m]
 
-    def masks_at(self, fs_hz: int) -> list[MaskSpan]:
+    def masks_at(self, fs_hz: int) -> Masks:
         """Masks at ``fs_hz``: a span covers every sample whose 500 Hz period it overlaps."""
         if fs_hz == FS_HZ:
             return self.masks
         f = FS_HZ // fs_hz
-        n = N_SAMPLES // f
-        out: list[MaskSpan] = []
-        for m in self.masks:
-            start, end = m.start // f, min(n, -(-m.end // f))
-            if out and out[-1].label == m.label and out[-1].lead == m.lead and start <= out[-1].end:
-                out[-1] = MaskSpan(m.label, m.lead, out[-1].start, max(end, out[-1].end))
-            else:
-                out.append(MaskSpan(m.label, m.lead, start, end))
-        return out
+        m = self.masks
+        start, end = m.start // f, np.minimum(N_SAMPLES // f, -(-m.end // f))
+        same = (m.label[1:] == m.label[:-1]) & (m.lead[1:] == m.lead[:-1])
+        touching = np.flatnonzero(same & (start[1:] <= end[:-1])) + 1
+        if touching.size == 0:
+            return Masks(m.label, m.lead, start, end)
+        keep = np.ones(len(m), dtype=bool)
+        for i in touching[::-1]:  # fold each touching span into its predecessor
+            end[i - 1] = max(end[i - 1], end[i])
+            keep[i] = False
+        return Masks(m.label[keep], m.lead[keep], start[keep], end[keep])
 
 
 @cache
-def _decimation_filter(factor: int) -> np.ndarray:
-    """scipy's own resample_poly design (Kaiser-windowed FIR), built once instead of per call."""
-    return np.asarray(sps.firwin(2 * 10 * factor + 1, 1.0 / factor, window=("kaiser", 5.0)))
+def _lowpass(n: int, factor: int) -> np.ndarray:
+    """Zero-phase response on the rfft bins of ``n`` samples kept after decimating by ``factor``:
+    flat to 80% of the new Nyquist frequency, raised cosine to zero at it."""
+    m = n // factor
+    f = np.arange(m // 2 + 1) / (m // 2)  # fraction of the new Nyquist frequency
+    h = np.where(f <= 0.8, 1.0, 0.5 * (1.0 + np.cos(np.pi * (f - 0.8) / 0.2)))
+    return h / factor
+
+
+def decimate(x: np.ndarray, factor: int) -> np.ndarray:
+    """Anti-aliased decimation of (..., n) by ``factor`` (n a multiple of it), by FFT. The line joining
+    the first and last samples is taken out first, so the FFT's periodic wrap adds no step."""
+    n = x.shape[-1]
+    m = n // factor
+    line = x[..., :1] + (x[..., -1:] - x[..., :1]) * np.linspace(0.0, 1.0, n)
+    spectrum = np.fft.rfft(x - line, axis=-1)[..., : m // 2 + 1] * _lowpass(n, factor)
+    return np.fft.irfft(spectrum, n=m, axis=-1) + line[..., ::factor]
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -338,7 +369,7 @@ def synthesize(spec: RecordSpec) -> SynthEcg:
     noise, report = electrode_noise(
         _rng(spec.seed, spec.patient, _NOISE, spec.visit), n, FS_HZ, spec.mains_hz, phys.resp_hz
     )
-    masks = _masks(spec, phys, sched, beats, morph, pr_s, leads, v_kinds, p_kinds)
+    masks = _masks(spec, phys, sched, beats, morph, pr_s, leads)
     return SynthEcg(
         spec=spec,
         padded_mv=clean + noise,
@@ -395,12 +426,9 @@ def _masks(
     morph: an.Morph,
     pr_s: float,
     leads: np.ndarray,
-    v_kinds: dict[int, tuple[Template, float]],
-    p_kinds: dict[int, Template],
-) -> list[MaskSpan]:
-    out: list[MaskSpan] = []
-    n = N_SAMPLES + 2 * _MARGIN
-    base: np.ndarray | None = None
+) -> Masks:
+    rows: list[tuple[str, int, int, int]] = []
+    rr = 60.0 / phys.hr_bpm
     for code in sorted(spec.labels):
         rule = CATALOGUE[code]
         if not rule.spans:
@@ -413,40 +441,51 @@ def _masks(
         if rule.leads == "all":
             lead_ids = list(range(N_LEADS))
         else:
-            if base is None:
-                base = _supraventricular(beats, sched, morph.v, morph.p, pr_s, n, leads, v_kinds)
             without = build_morph(phys, spec.labels - {code}, spec)
-            other = _supraventricular(beats, sched, without.v, without.p, pr_s, n, leads, v_kinds)
-            diff = np.abs(base - other)[:, _MARGIN:-_MARGIN]
-            inside = np.zeros(N_SAMPLES, dtype=bool)
-            for s, e in spans:
-                inside[s:e] = True
-            peak = diff[:, inside].max(axis=1)
+            peak = _lead_peaks(rule.spans, morph, without, pr_s, rr, leads)
             threshold = max(MASK_MIN_MV, MASK_REL_FRACTION * float(peak.max()))
             lead_ids = [int(i) for i in np.flatnonzero(peak >= threshold)]
-        out.extend(MaskSpan(code, lead, s, e) for lead in lead_ids for s, e in spans)
-    return out
+        rows.extend((code, lead, s, e) for lead in lead_ids for s, e in spans)
+    return Masks.from_rows(rows)
 
 
-def _supraventricular(
-    beats: _Beats,
-    sched: Schedule,
-    v: VentricularTemplate,
-    p: Template,
-    pr_s: float,
-    n: int,
-    leads: np.ndarray,
-    v_kinds: dict[int, tuple[Template, float]],
+_BEAT_AT_S = 0.5  # QRS onset of the representative beat inside its 1.4 s window
+
+
+def _lead_peaks(
+    kinds: tuple[str, ...], a: an.Morph, b: an.Morph, pr_s: float, rr_s: float, leads: np.ndarray
 ) -> np.ndarray:
-    """Clean render of the normal beats and sinus P waves only (what the morphology labels change)."""
-    kinds = {V_NORMAL: (v.waves, v.qrs_s)}
-    qt = beats.qt.copy()
-    sel = beats.kind == V_NORMAL
-    rr = np.where(beats.stretch > 0, beats.stretch**3, 1.0)
-    qt[sel] = qt_s(v.qtc_s * v.qt_scale, rr[sel]) + v.qt_extra_s
-    timed = _Beats(beats.on, beats.kind, qt, beats.stretch, beats.amp)
-    tables = _ventricular_tables(timed, kinds, pr_s, only=V_NORMAL) + _atrial_tables(sched.p, {P_SINUS: p})
-    return render(concat(tables), FS_HZ, n, -MARGIN_S, leads)
+    """(12,) largest |difference| between one beat with morphology ``a`` and one with ``b`` (same
+    timing), inside the label's span kinds: which leads the label visibly changes. Every beat of a
+    record differs the same way up to a few percent of respiratory amplitude modulation."""
+    fs, n = FS_HZ, int(1.4 * FS_HZ)
+    on = np.array([_BEAT_AT_S])
+    diff = np.zeros((N_LEADS, n))
+    for m, sign in ((a, 1.0), (b, -1.0)):
+        qt = float(qt_s(m.v.qtc_s * m.v.qt_scale, rr_s)) + m.v.qt_extra_s
+        beat = _Beats(on, np.array([V_NORMAL]), np.array([qt]), np.array([np.cbrt(rr_s)]), np.ones(1))
+        tables = _ventricular_tables(beat, {V_NORMAL: (m.v.waves, m.v.qrs_s)}, pr_s)
+        tables += _atrial_tables([PEvent(_BEAT_AT_S - pr_s, P_SINUS)], {P_SINUS: m.p})
+        diff += sign * render(concat(tables), fs, n, 0.0, leads)
+    v = a.v
+    qt = float(qt_s(v.qtc_s * v.qt_scale, rr_s)) + v.qt_extra_s
+    start = _BEAT_AT_S - v.pre_qrs_s
+    t_on = max(_BEAT_AT_S + v.qrs_s, _BEAT_AT_S + qt + _t_onset_offset(v.waves) * np.cbrt(rr_s))
+    windows = {
+        "p": (_BEAT_AT_S - pr_s, _BEAT_AT_S - pr_s + _p_extent_s(a.p)),
+        "qrs": (start, _BEAT_AT_S + v.qrs_s),
+        "qrs_early": (start, _BEAT_AT_S + min(v.qrs_s, 0.5 * v.qrs_s + 0.012)),
+        "delta": (start, _BEAT_AT_S + 0.02),
+        "st_t": (_BEAT_AT_S + v.qrs_s, _BEAT_AT_S + qt),
+        "t": (t_on, _BEAT_AT_S + qt),
+    }
+    peak = np.zeros(N_LEADS)
+    for kind in kinds:
+        lo, hi = windows[kind]
+        seg = np.abs(diff[:, max(0, int(lo * fs)) : min(n, int(np.ceil(hi * fs)))])
+        if seg.size:
+            peak = np.maximum(peak, seg.max(axis=1))
+    return peak
 
 
 def _axis(template: Template, leads: np.ndarray, roles: tuple[int, ...]) -> float:

@@ -114,3 +114,41 @@ def test_invalid_job_configs_are_rejected(bad: dict, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(ValidationError):
         IngestConfig(**load_yaml(path))
+
+
+@pytest.mark.timeout(600)
+def test_a_process_killed_mid_run_leaves_no_rows_and_the_retry_completes(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """SIGKILL the whole job (driver and its Ray processes) once workers have written part files."""
+    import signal
+    import time
+
+    lake = tmp_path / "lake"
+    args = [
+        sys.executable, "-m", "rare_ecg.cli", "ingest", "--archive", str(shared_data / "ptbxl-sample"),
+        "--layout", "ptbxl", "--fs", "500", "--lake", str(lake), "--run-id", "killed", "--batch-size", "4",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list((lake / ECG_WAVEFORMS).rglob("*.parquet")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no part file appeared"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    for table in (ECG_RECORDS, ECG_LABELS, ECG_WAVEFORMS, ECG_REJECTS):
+        assert not DeltaTable.is_deltatable(str(lake / table)), f"{table} was committed by a killed run"
+
+    retry = cli("ingest", "--archive", str(shared_data / "ptbxl-sample"), "--layout", "ptbxl", "--fs", "500",
+                "--lake", str(lake), "--run-id", "killed")  # fmt: skip
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    records = pl.read_delta(str(lake / ECG_RECORDS))
+    assert records.height == records["record_id"].n_unique() == 250
+    assert pl.read_delta(str(lake / ECG_WAVEFORMS)).height == 250
