@@ -52,9 +52,15 @@ class MimicReader:
         records = _scan(self.root / RECORD_LIST_CSV, RECORD_LIST_COLUMNS)
         if (self.root / MEASUREMENTS_CSV).exists():
             measurements = _scan(self.root / MEASUREMENTS_CSV, ("study_id",))
-            wanted = [c for c in (*REPORT_COLUMNS, *INTERVAL_COLUMNS) if c in measurements.collect_schema()]
-            # one row per study: a repeated study_id must not duplicate its record
-            measurements = measurements.select("study_id", *wanted).unique("study_id", keep="first")
+            schema = measurements.collect_schema()
+            reports = [pl.col(c).str.strip_chars() for c in REPORT_COLUMNS if c in schema]
+            # Compact before the join: 18 mostly empty report columns become one list of non-blank
+            # statements per study (800k studies then list in under 1 GB); unparsable numbers -> null.
+            measurements = measurements.select(
+                "study_id",
+                pl.concat_list(reports).list.eval(pl.element().filter(pl.element() != "")).alias("reports"),
+                *[pl.col(c).cast(pl.Float64, strict=False) for c in INTERVAL_COLUMNS if c in schema],
+            ).unique("study_id", keep="first")  # a repeated study_id must not duplicate its record
             records = records.join(measurements, on="study_id", how="left", maintain_order="left")
         if (self.root / PATIENTS_CSV).exists():
             patients = (
@@ -65,7 +71,7 @@ class MimicReader:
             records = records.join(patients, on="subject_id", how="left", maintain_order="left")
         for batch in records.collect_batches(chunk_size=50_000):
             for row in batch.iter_rows(named=True):
-                meta = {k: v for k, v in row.items() if v is not None and v.strip()}
+                meta = {k: v for k, v in row.items() if v is not None and v != "" and v != []}
                 path = meta.get("path", "").strip().removesuffix(".hea")
                 yield RecordRef(
                     source_path=path or f"{RECORD_LIST_CSV}#study_id={meta.get('study_id')}", meta=meta
@@ -85,8 +91,7 @@ class MimicReader:
         anchor_age, anchor_year = parse_float(meta.get("anchor_age")), parse_float(meta.get("anchor_year"))
         if anchor_age is not None and anchor_year is not None and record.recorded_at is not None:
             record.age, record.flags = parse_age(anchor_age + record.recorded_at.year - anchor_year)
-        statements = [meta[c].strip() for c in REPORT_COLUMNS if c in meta]
-        record.labels = mimic_report_labels(statements)
+        record.labels = mimic_report_labels(meta.get("reports", []))
         record.measurements = measurements_from(meta)
         record.annotations = annotations_for(self.root, ref.source_path)
         return record

@@ -359,7 +359,7 @@ def _read_samples(header: Header, hea_path: Path, where: str) -> tuple[np.ndarra
         if path.suffix.lower() == ".mat":
             frames = _mat_frames(data, len(idx), path, where)
         else:
-            frames = _dat_frames(data, header.signals[idx[0]], len(idx), n_samples, path, where)
+            frames = _dat_frames(data, header.signals[idx[0]], len(idx), n_samples)
         if n_samples is None:
             n_samples = frames.shape[0]
         elif frames.shape[0] < n_samples:
@@ -376,9 +376,7 @@ def _read_samples(header: Header, hea_path: Path, where: str) -> tuple[np.ndarra
     return digital, file_bytes
 
 
-def _dat_frames(
-    data: bytes, spec: SignalSpec, n_in_file: int, n_samples: int | None, path: Path, where: str
-) -> np.ndarray:
+def _dat_frames(data: bytes, spec: SignalSpec, n_in_file: int, n_samples: int | None) -> np.ndarray:
     """(n_samples, n_in_file) frames of one format-16/61 file; all of it when the header has no length."""
     available = max(len(data) - spec.byte_offset, 0) // (2 * n_in_file)
     count = available if n_samples is None else min(n_samples, available)

@@ -524,6 +524,7 @@ def _measurements(
     prs = [b.on - pre - b.p.on for b in sched.v if b.kind == V_NORMAL and b.p is not None and 0 <= b.on < DURATION_S]
     if prs and dominant == V_NORMAL:
         out["pr_ms"] = 1000.0 * float(np.median(prs))
+        out["p_ms"] = 1000.0 * _p_extent_s(morph.p)
         out["p_axis"] = _axis(morph.p, leads, (0,))
     out["qrs_axis"] = _axis(template, leads, (ROLE_QRS,))
     out["t_axis"] = _axis(template, leads, (ROLE_T,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +218,11 @@ def test_mimic_row_without_path_is_listed_and_rejected(
     with pytest.raises(RecordError) as err:
         reader.read(refs[-1])
     assert err.value.reason == REASON_MISSING_FILE and "49999999" in err.value.detail
+
+
+def test_mimic_refs_carry_only_json_values(mimic: tuple[Path, list[FixtureRecord]]) -> None:
+    root, _ = mimic
+    refs = list(open_archive(root, "mimic").list_refs())
+    assert all(json.loads(json.dumps(ref.meta)) == ref.meta for ref in refs)
+    assert refs[0].meta["reports"] == ["Normal ECG", "Low QRS voltages in limb leads", "Sinus rhythm"]
+    assert refs[0].meta["rr_interval"] == 600.0

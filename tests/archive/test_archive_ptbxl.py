@@ -63,7 +63,7 @@ def test_reads_every_sample_record_like_wfdb(shared_data: Path, fs_hz: int) -> N
     assert len(checksums) == 250
 
 
-def test_ptbxl_conventions(shared_data: Path, tmp_path: Path) -> None:
+def test_ptbxl_conventions(tmp_path: Path) -> None:
     """Age 300 means 90+, float patient ids lose '.0', likelihood 0 still counts, unknown codes are kept."""
     root = tmp_path / "ptbxl"
     shutil.copytree(example_archive_path(), root)
@@ -115,7 +115,7 @@ def test_example_archive_is_20_real_records(fs_hz: int) -> None:
     assert {"NORM", "SR"} <= codes and codes <= set(canonical_vocabulary())
 
 
-def test_reader_pickles_and_reads_the_same_after(tmp_path: Path) -> None:
+def test_reader_pickles_and_reads_the_same_after() -> None:
     reader = open_archive(example_archive_path(), "ptbxl", fs_hz=500)
     ref = next(iter(reader.list_refs()))
     before = reader.read(ref)
