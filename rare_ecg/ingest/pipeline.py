@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -353,7 +353,7 @@ def run_ingest(
             ray.init()
         n_workers = opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_arrow(chunks).map_batches(
-            process_batch,
+            cast(Any, process_batch),  # Ray's stub does not model keyword-only fn_kwargs
             batch_size=opts.batch_size,
             batch_format="pyarrow",
             compute=ray.data.TaskPoolStrategy(size=n_workers),

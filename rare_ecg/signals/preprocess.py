@@ -101,11 +101,11 @@ def bandpass_resample(
     rate ratio works (257 Hz -> 100 Hz as well as 500 -> 100).
     """
     n = x.shape[-1]
-    pad_left = min(n - 1, int(round(PAD_S * fs_in_hz)))
+    pad_left = min(n - 1, round(PAD_S * fs_in_hz))
     n_fft = _fft_length(n + 2 * pad_left, fs_in_hz, fs_out_hz)
     pad_right = n_fft - n - pad_left
     if pad_right > n - 1:  # very short records: zero-fill beyond one reflection
-        reflect = 2 * x[..., -1:] - x[..., -2:-n - 1:-1]
+        reflect = 2 * x[..., -1:] - x[..., -2 : -n - 1 : -1]
         right = np.concatenate([reflect, np.zeros((*x.shape[:-1], pad_right - (n - 1)))], axis=-1)
     else:
         right = 2 * x[..., -1:] - x[..., -2 : -pad_right - 2 : -1]
@@ -113,11 +113,11 @@ def bandpass_resample(
     padded = np.concatenate([left, x, right], axis=-1)
     gain = _zero_phase_gain(n_fft, float(fs_in_hz), float(fs_out_hz), notch_hz)
     spectrum = sp_fft.rfft(padded, axis=-1) * gain
-    m_fft = int(round(n_fft * fs_out_hz / fs_in_hz))
+    m_fft = round(n_fft * fs_out_hz / fs_in_hz)
     keep = min(spectrum.shape[-1], m_fft // 2 + 1)
     y = sp_fft.irfft(spectrum[..., :keep], n=m_fft, axis=-1) * (m_fft / n_fft)
-    start = int(round(pad_left * fs_out_hz / fs_in_hz))
-    m = int(round(n * fs_out_hz / fs_in_hz))
+    start = round(pad_left * fs_out_hz / fs_in_hz)
+    m = round(n * fs_out_hz / fs_in_hz)
     return y[..., start : start + m]
 
 

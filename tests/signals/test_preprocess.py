@@ -21,7 +21,7 @@ FILE_ORDER = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5
 
 def ecg_like(fs_hz: float, duration_s: float, n_leads: int = 12, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    t = np.arange(int(round(fs_hz * duration_s))) / fs_hz
+    t = np.arange(round(fs_hz * duration_s)) / fs_hz
     beats = np.sin(2 * np.pi * 1.2 * t) ** 31  # spiky, ~72 bpm
     return np.stack([(1 + 0.1 * i) * beats + 0.02 * rng.standard_normal(t.size) for i in range(n_leads)])
 
@@ -98,7 +98,7 @@ def test_unusable_records_raise_with_the_reason() -> None:
 @pytest.mark.parametrize(("fs_in", "fs_out"), [(500, 100), (100, 100), (257, 100), (1000, 500)])
 def test_bandpass_keeps_the_ecg_band_and_removes_drift_and_out_of_band(fs_in: float, fs_out: float) -> None:
     t = np.arange(int(fs_in * 10)) / fs_in
-    t_out = np.arange(int(round(fs_out * 10))) / fs_out
+    t_out = np.arange(round(fs_out * 10)) / fs_out
     inner = slice(int(2 * fs_out), int(8 * fs_out))
 
     def through(freq: float) -> np.ndarray:
