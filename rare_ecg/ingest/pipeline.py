@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -148,12 +148,17 @@ def load_known_state(lake: str) -> KnownState:
     return KnownState(np.sort(pairs), np.unique(sums))
 
 
-def _known_rejects(lake: str) -> set[tuple[str, str, str]]:
+def _known_rejects(lake: str) -> pl.DataFrame:
+    """(source_path, reason, checksum) of rejects already in the lake: a re-run does not repeat them."""
     uri = table_uri(lake, ECG_REJECTS)
     if not commit.DeltaTable.is_deltatable(uri, storage_options=storage_options()):
-        return set()
-    df = pl.scan_delta(uri, storage_options=storage_options()).select("source_path", "reason", "checksum")
-    return {(p, r, c or "") for p, r, c in df.collect().iter_rows()}
+        return pl.DataFrame(schema={"source_path": pl.String, "reason": pl.String, "checksum_key": pl.String})
+    return (
+        pl.scan_delta(uri, storage_options=storage_options())
+        .select("source_path", "reason", pl.col("checksum").fill_null("").alias("checksum_key"))
+        .unique()
+        .collect()
+    )
 
 
 def _rows_table(table_name: str, rows: list[dict[str, Any]]) -> pa.Table:
@@ -383,6 +388,42 @@ def run_ingest(
     return summary
 
 
+def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, set[str]]]:
+    """In-run duplicates (the same signal under several paths) become rejects. The smallest path wins,
+    whatever order the workers finished in, so a re-run makes the same choice. Returns the updated
+    outcomes and, per batch, the record ids whose rows must leave that batch's part files."""
+    ingested = outcomes.filter(pl.col("status") == STATUS_INGESTED)
+    firsts = ingested.group_by("checksum").agg(
+        pl.col("source_path").min().alias("first_path"), pl.len().alias("copies")
+    )
+    losers = (
+        ingested.join(firsts.filter(pl.col("copies") > 1), on="checksum")
+        .filter(pl.col("source_path") != pl.col("first_path"))
+        .select("record_id", "batch_key", "first_path")
+    )
+    if losers.is_empty():
+        return outcomes, {}
+    outcomes = (
+        outcomes.join(losers.select("record_id", "first_path"), on="record_id", how="left")
+        .with_columns(
+            status=pl.when(pl.col("first_path").is_not_null())
+            .then(pl.lit(STATUS_REJECTED))
+            .otherwise(pl.col("status")),
+            reason=pl.when(pl.col("first_path").is_not_null())
+            .then(pl.lit(REASON_DUPLICATE))
+            .otherwise(pl.col("reason")),
+            detail=pl.when(pl.col("first_path").is_not_null())
+            .then(pl.format("same checksum as {} in this archive", pl.col("first_path")))
+            .otherwise(pl.col("detail")),
+        )
+        .drop("first_path")
+    )
+    by_batch: dict[str, set[str]] = defaultdict(set)
+    for rid, key in losers.select("record_id", "batch_key").iter_rows():
+        by_batch[key].add(rid)
+    return outcomes, by_batch
+
+
 def _finish(
     result: pa.Table,
     opts: IngestOptions,
@@ -390,77 +431,57 @@ def _finish(
     summary: IngestSummary,
     before_commit: Callable[[str], None] | None,
 ) -> None:
-    rows = result.drop_columns(["files"]).to_pylist()
+    """Driver side, after every worker batch: duplicates, rejects, the summary, then the commits.
+    Works on the outcome table with polars (no per-record Python objects: millions of rows fit)."""
     files: dict[str, list[commit.PartFile]] = defaultdict(list)
-    files_by_batch: dict[str, dict[str, list[commit.PartFile]]] = {}
+    blobs = result.filter(pa.compute.is_valid(result.column("files"))).select(["batch_key", "files"])
+    outcomes = pl.from_arrow(result.drop_columns(["files"]))
+    assert isinstance(outcomes, pl.DataFrame)
+    outcomes, losers = _resolve_duplicates(outcomes)
     for key, blob in zip(
-        result.column("batch_key").to_pylist(), result.column("files").to_pylist(), strict=True
+        blobs.column("batch_key").to_pylist(), blobs.column("files").to_pylist(), strict=True
     ):
-        if blob is not None:
-            files_by_batch[key] = {
-                t: [commit.PartFile.from_row(r) for r in fl] for t, fl in json.loads(blob).items()
-            }
-
-    # In-run duplicates: the same signal under several paths. The smallest path wins, whatever the order
-    # in which workers happened to finish, so a re-run makes the same choice.
-    by_checksum: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        if r["status"] == STATUS_INGESTED:
-            by_checksum[r["checksum"]].append(r)
-    losers: dict[str, set[str]] = defaultdict(set)  # batch_key -> record ids to drop
-    for group in by_checksum.values():
-        if len(group) < 2:
-            continue
-        group.sort(key=lambda r: r["source_path"])
-        for r in group[1:]:
-            r.update(
-                status=STATUS_REJECTED,
-                reason=REASON_DUPLICATE,
-                detail=f"same checksum as {group[0]['source_path']} in this archive",
-            )
-            losers[r["batch_key"]].add(r["record_id"])
-    for key, batch_files in files_by_batch.items():
-        for table_name, fl in batch_files.items():
+        for table_name, rows in json.loads(blob).items():
+            part_files = [commit.PartFile.from_row(r) for r in rows]
             if key in losers:
-                fl = _drop_records_from_files(lake, table_name, fl, losers[key], opts.run_id)
-            files[table_name].extend(fl)
+                part_files = _drop_records_from_files(lake, table_name, part_files, losers[key], opts.run_id)
+            files[table_name].extend(part_files)
 
-    known_rejects = _known_rejects(lake)
-    now = datetime.now(UTC)
-    reject_rows = [
-        {
-            "record_id": r["record_id"],
-            "source": opts.layout,
-            "source_path": r["source_path"],
-            "reason": r["reason"],
-            "detail": r["detail"],
-            "checksum": r["checksum"],
-            "run_id": opts.run_id,
-            "rejected_at": now,
-        }
-        for r in rows
-        if r["status"] == STATUS_REJECTED
-    ]
-    new_rejects = [
-        r for r in reject_rows if (r["source_path"], r["reason"], r["checksum"] or "") not in known_rejects
-    ]
-    files[ECG_REJECTS] = commit.write_part_files(
-        pa.Table.from_pylist(new_rejects, schema=SCHEMAS[ECG_REJECTS]), lake, ECG_REJECTS, opts.run_id
+    rejected = outcomes.filter(pl.col("status") == STATUS_REJECTED)
+    new_rejects = rejected.with_columns(checksum_key=pl.col("checksum").fill_null("")).join(
+        _known_rejects(lake), on=["source_path", "reason", "checksum_key"], how="anti"
     )
+    reject_table = new_rejects.select(
+        "record_id",
+        pl.lit(opts.layout).alias("source"),
+        "source_path",
+        "reason",
+        "detail",
+        "checksum",
+        pl.lit(opts.run_id).alias("run_id"),
+        pl.lit(datetime.now(UTC)).alias("rejected_at"),
+    ).to_arrow()
+    files[ECG_REJECTS] = commit.write_part_files(reject_table, lake, ECG_REJECTS, opts.run_id)
 
-    status = Counter(r["status"] for r in rows)
-    summary.ingested = status[STATUS_INGESTED]
-    summary.rejected = status[STATUS_REJECTED]
-    summary.skipped_existing = status[STATUS_SKIPPED]
-    summary.rejects_by_reason = dict(Counter(r["reason"] for r in reject_rows).most_common())
-    label_counts: Counter[str] = Counter()
-    for r in rows:
-        if r["status"] == STATUS_INGESTED:
-            label_counts.update(r["labels"])
-            summary.annotations += r["n_annotations"]
+    status = dict(outcomes.group_by("status").len().iter_rows())
+    summary.ingested = status.get(STATUS_INGESTED, 0)
+    summary.rejected = status.get(STATUS_REJECTED, 0)
+    summary.skipped_existing = status.get(STATUS_SKIPPED, 0)
+    summary.rejects_by_reason = dict(
+        rejected.group_by("reason").len().sort(["len", "reason"], descending=[True, False]).iter_rows()
+    )
+    ingested = outcomes.filter(pl.col("status") == STATUS_INGESTED)
+    summary.annotations = int(ingested["n_annotations"].sum() or 0)
+    counts = (
+        ingested.select(pl.col("labels").explode().drop_nulls())
+        .group_by("labels")
+        .len()
+        .sort(["len", "labels"], descending=[True, False])
+    )
+    label_counts = dict(counts.iter_rows())
     summary.labels = sum(label_counts.values())
-    summary.unmapped_labels = {k[1:]: v for k, v in label_counts.most_common() if k.startswith("?")}
-    summary.label_counts = {k: v for k, v in label_counts.most_common() if not k.startswith("?")}
+    summary.unmapped_labels = {k[1:]: v for k, v in label_counts.items() if k.startswith("?")}
+    summary.label_counts = {k: v for k, v in label_counts.items() if not k.startswith("?")}
 
     metadata = {"rare_ecg.archive": str(opts.archive), "rare_ecg.layout": opts.layout}
     for table_name in COMMIT_ORDER:

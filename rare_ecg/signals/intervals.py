@@ -8,8 +8,9 @@ Pure numpy/scipy and deterministic. Steps:
    gives the QRS onset and offset: where it falls below 10% of its QRS maximum, then on down to its
    local minimum (so a slurred delta wave belongs to the QRS, as a reader marks it);
 4. the P wave is the largest spatial-magnitude bump 30-350 ms before the QRS, accepted only when the
-   two halves of the dominant beats agree on it (atrial fibrillation has none); its onset is where
-   that bump falls below 20% of its height;
+   beats agree on it one by one (median correlation with it >= 0.5; fibrillatory waves average to a
+   bump too, but no beat resembles it); its onset and offset are where its own spatial velocity falls
+   below 15% of its maximum (independent of the baseline level);
 5. the T end is where the tangent at the steepest descent after the T peak meets the T-P baseline
    (the tangent method), on the spatial magnitude.
 QTc is Bazett's. Times are in ms, amplitudes in mV; values that cannot be measured are NaN.
@@ -26,9 +27,9 @@ from rare_ecg.signals.rpeaks import detect_r_peaks
 
 BAND_HZ = (0.5, 40.0)
 QRS_THRESHOLD = 0.10  # of the QRS's peak spatial velocity
-P_THRESHOLD = 0.20  # of the P wave's peak spatial magnitude
-MIN_P_MV = 0.03  # spatial magnitude a P wave must reach in the median beat
-P_AGREEMENT = 0.6  # correlation of the P window between the two halves of the beats
+P_THRESHOLD = 0.15  # of the P wave's peak spatial velocity
+MIN_P_MV = 0.03  # spatial-magnitude rise a P wave must show in the median beat
+P_AGREEMENT = 0.5  # median correlation of the beats' P windows with the median P wave
 DOMINANT_CORRELATION = 0.9
 PREMATURE_FRACTION = 0.85  # an RR under this fraction of the median marks a premature beat
 
@@ -246,24 +247,40 @@ def _p_wave(beat: np.ndarray, windows: np.ndarray, qrs_on: int, fs_hz: float) ->
         return None, None
     a = _smooth(np.sqrt((beat[:, lo:hi] ** 2).sum(axis=0)), max(1, int(0.02 * fs_hz)))
     peak = int(np.argmax(a))
-    floor = float(a.min())
-    height = float(a[peak]) - floor
-    if a[peak] < MIN_P_MV or height <= 0:
+    if a[peak] - a.min() < MIN_P_MV:
         return None, None
-    if len(windows) >= 4:
-        halves = [np.median(windows[k::2, :, lo:hi], axis=0).ravel() for k in (0, 1)]
-        halves = [h - h.mean() for h in halves]
-        denom = float(np.linalg.norm(halves[0]) * np.linalg.norm(halves[1]))
-        if denom <= 0 or float(halves[0] @ halves[1]) / denom < P_AGREEMENT:
-            return None, None
-    level = floor + P_THRESHOLD * height
-    start = peak
-    while start > 0 and a[start - 1] > level:
-        start -= 1
-    end = peak
-    while end < len(a) - 1 and a[end + 1] > level:
-        end += 1
-    return lo + start, lo + end
+    half = int(0.06 * fs_hz)
+    a0, a1 = lo + max(0, peak - half), lo + min(hi - lo, peak + half)
+    if len(windows) >= 4 and not _consistent(windows[:, :, a0:a1], beat[:, a0:a1]):
+        return None, None
+    # boundaries from the P wave's own spatial velocity: independent of where the baseline sits
+    v = spatial_velocity(beat, fs_hz)
+    centre = lo + peak
+    reach = int(0.1 * fs_hz)
+    left = v[max(0, centre - reach) : centre + 1]
+    right = v[centre : min(qrs_on, centre + reach)]
+    if left.size < 2 or right.size < 2:
+        return None, None
+    vmax = max(float(left.max()), float(right.max()))
+    th = P_THRESHOLD * vmax
+    onset = centre - reach + int(np.argmax(left)) if centre >= reach else int(np.argmax(left))
+    while onset > 0 and centre - onset < reach and v[onset] > th:
+        onset -= 1
+    offset = centre + int(np.argmax(right))
+    while offset < qrs_on and offset - centre < reach and v[offset] > th:
+        offset += 1
+    return onset, offset
+
+
+def _consistent(p_windows: np.ndarray, p_median: np.ndarray) -> bool:
+    """True when most beats show the median P wave (>= 0.5 correlation, all leads): a P wave that
+    exists. Fibrillatory waves average to a bump too, but no single beat resembles it."""
+    ref = (p_median - p_median.mean(axis=1, keepdims=True)).ravel()
+    each = p_windows - p_windows.mean(axis=2, keepdims=True)
+    each = each.reshape(len(p_windows), -1)
+    norms = np.linalg.norm(each, axis=1) * np.linalg.norm(ref)
+    corr = np.divide(each @ ref, norms, out=np.zeros(len(each)), where=norms > 0)
+    return float(np.median(corr)) >= P_AGREEMENT
 
 
 def lead_measurements(d: Delineation) -> LeadMeasurements:
