@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 
 from rare_ecg.config import LAYOUTS, IngestConfig, Settings, load_yaml
+from rare_ecg.synth.cli import synth_command
 
 app = typer.Typer(
     name="rare-ecg",
@@ -24,6 +25,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+app.command("synth")(synth_command)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

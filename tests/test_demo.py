@@ -1,0 +1,43 @@
+"""`rare-ecg demo` (what `make demo` runs) end to end, twice: the second run adds nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo(workdir: Path) -> dict:
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "rare_ecg.cli", "demo", "--workdir", str(workdir)],
+        capture_output=True, text=True, timeout=500, env=env, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.timeout(900)
+def test_demo_runs_twice_under_its_workdir_without_needing_shared_data(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    first = demo(workdir)
+    assert first["ingest_example"]["ingested"] == 20
+    assert first["ingest_synthetic"]["ingested"] == first["synthetic_records"] > 0
+    assert first["tables"]["ecg_rejects"] == 0
+    assert first["tables"]["ecg_annotations"] == first["ingest_synthetic"]["annotations"] > 0
+    assert first["tables"]["ecg_records"] == 20 + first["synthetic_records"]
+    records = pl.read_delta(str(workdir / "lake" / "ecg_records"))
+    assert records.height == first["tables"]["ecg_records"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["lake", "synthetic-archive"]
+
+    second = demo(workdir)
+    assert second["tables"] == first["tables"]
+    assert second["ingest_synthetic"]["skipped_existing"] == first["synthetic_records"]
