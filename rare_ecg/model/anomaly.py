@@ -34,11 +34,11 @@ def anomaly_map(
     beat_start: torch.Tensor,  # (B,)
     local_tokens: torch.Tensor | None = None,  # (B, W / patch_len, D) from a clean forward, to reuse it
 ) -> AnomalyMap:
-    """K shifted mask rounds, each hiding every K-th patch; each point's error e = exp(-s) (x_hat - x)^2
-    is taken from the round that hid it (the rounds partition the patches, so every point is scored
-    once, never from a round where the model could see it); then Gaussian smoothing (sigma
-    ``anomaly_smooth_s``), the record score (mean over present leads, or mean of the top k values)
-    and the coarse map (segment means)."""
+    """K shifted mask rounds, each hiding every K-th patch. Each point's error e = exp(-s) (x_hat - x)^2
+    is taken from the round that hid it: the rounds partition the patches, so every point is scored
+    once, never from a round whose global view showed it. Then Gaussian smoothing (sigma
+    ``anomaly_smooth_s``), the record score (the mean over present leads, or the mean of the
+    ``score_top_fraction`` largest values) and the coarse map (segment means)."""
     cfg = model.cfg
     b, c, n = x.shape
     k = cfg.anomaly_rounds

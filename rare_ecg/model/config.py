@@ -42,7 +42,8 @@ class ModelConfig:
     anomaly_rounds: int = 3  # K shifted patch masks that together hide every patch once
     anomaly_smooth_s: float = 0.03  # Gaussian sigma of the map smoothing
     map_segments: int = 10  # coarse map: 12 leads x this many time segments
-    score_top_k: int | None = None  # None: the score is the mean of the map; k: mean of its k largest values
+    # None: the record score is the mean of the map (METHOD.md); f: the mean of its largest f * C * N values
+    score_top_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if self.fs_hz not in SUPPORTED_FS_HZ:
@@ -58,6 +59,8 @@ class ModelConfig:
             raise ValueError(f"map_segments={self.map_segments} does not divide {self.n_samples} samples")
         if not 0.0 < self.mask_ratio < 1.0 or not 0.0 < self.beat_mask_ratio < 1.0:
             raise ValueError(f"mask ratios must be in (0, 1); got {self.mask_ratio}, {self.beat_mask_ratio}")
+        if self.score_top_fraction is not None and not 0.0 < self.score_top_fraction <= 1.0:
+            raise ValueError(f"score_top_fraction={self.score_top_fraction} must be None or in (0, 1]")
         if not 1 <= self.anomaly_rounds <= self.n_patches:
             raise ValueError(f"anomaly_rounds={self.anomaly_rounds} must be in [1, {self.n_patches}]")
 
@@ -72,6 +75,13 @@ class ModelConfig:
     @property
     def n_patches(self) -> int:
         return self.n_samples // self.patch_len
+
+    @property
+    def score_top_k(self) -> int | None:
+        """Map points averaged into the record score (None: all of them)."""
+        if self.score_top_fraction is None:
+            return None
+        return max(1, round(self.score_top_fraction * self.n_leads * self.n_samples))
 
     @property
     def beat_pre(self) -> int:

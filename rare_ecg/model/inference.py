@@ -63,6 +63,7 @@ def export_onnx(model: EcgModel, path: str | Path) -> Path:
             dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
             external_data=False,
             dynamo=True,
+            verbose=False,
         )
     return path
 

@@ -41,10 +41,11 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block; given ``ctx`` it cross-attends to it (the fusion of two views)."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.ln_ctx = nn.LayerNorm(cfg.d_model)
+        # Only fusion blocks own a context norm: a parameter no loss reaches would break DDP.
+        self.ln_ctx = nn.LayerNorm(cfg.d_model) if cross else None
         self.attn = Attention(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = nn.Sequential(
@@ -55,8 +56,10 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        if (ctx is None) != (self.ln_ctx is None):
+            raise ValueError("a fusion block (cross=True) needs a context; a self-attention block takes none")
         h = self.ln1(x)
-        x = x + self.attn(h, h if ctx is None else self.ln_ctx(ctx))
+        x = x + self.attn(h, h if ctx is None or self.ln_ctx is None else self.ln_ctx(ctx))
         return x + self.mlp(self.ln2(x))
 
 
@@ -98,9 +101,9 @@ class EcgModel(nn.Module):
         self.pos_local = nn.Parameter(0.02 * torch.randn(cfg.beat_patches, d))
         self.backbone = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
         self.ln_backbone = nn.LayerNorm(d)
-        self.fuse_global = Block(cfg)  # global tokens attend to the beat
-        self.fuse_local = Block(cfg)  # beat tokens attend to the global signal
-        self.fuse_trend = Block(cfg)  # global tokens attend to the trend
+        self.fuse_global = Block(cfg, cross=True)  # global tokens attend to the beat
+        self.fuse_local = Block(cfg, cross=True)  # beat tokens attend to the global signal
+        self.fuse_trend = Block(cfg, cross=True)  # global tokens attend to the trend
         self.global_head = nn.Linear(d, 2 * c * p)  # signal and log-variance per patch
         self.local_head = nn.Linear(d, 2 * c * p)
         self.trend_head = nn.Linear(d, c * p)

@@ -5,12 +5,14 @@ Pure numpy/scipy and deterministic. Steps:
 2. the dominant beats (QRS shape within correlation 0.9 of the typical one, not premature) are
    aligned on their R peaks and their per-lead median is the median beat;
 3. on the median beat, the spatial velocity (root sum of squares over leads of the first derivative)
-   gives the QRS onset and offset: where it falls below 10% of its QRS maximum, then on down to its
+   gives the QRS onset and offset: where it falls below 10% of its QRS maximum (the offset after the
+   last part above it, so an R' after a notch belongs to the QRS), then on (up to 10 ms) down to its
    local minimum (so a slurred delta wave belongs to the QRS, as a reader marks it);
-4. the P wave is the largest spatial-magnitude bump 30-350 ms before the QRS, accepted only when the
+4. the P wave is the largest spatial-magnitude bump 30-350 ms before the QRS and after the previous
+   beat's T wave, accepted only when the
    beats agree on it one by one (median correlation with it >= 0.5; fibrillatory waves average to a
    bump too, but no beat resembles it); its onset and offset are where its own spatial velocity falls
-   below 15% of its maximum (independent of the baseline level);
+   below 25% of its maximum (independent of the baseline level);
 5. the T end is where the tangent at the steepest descent after the T peak meets the T-P baseline
    (the tangent method), on the spatial magnitude.
 QTc is Bazett's. Times are in ms, amplitudes in mV; values that cannot be measured are NaN.
@@ -27,9 +29,14 @@ from rare_ecg.signals.rpeaks import detect_r_peaks
 
 BAND_HZ = (0.5, 40.0)
 QRS_THRESHOLD = 0.10  # of the QRS's peak spatial velocity
-P_THRESHOLD = 0.15  # of the P wave's peak spatial velocity
+P_THRESHOLD = 0.25  # of the P wave's peak spatial velocity
 MIN_P_MV = 0.03  # spatial-magnitude rise a P wave must show in the median beat
+MIN_P_S = 0.04  # shortest P wave
+MAX_P_S = 0.18  # longest P wave
 P_AGREEMENT = 0.5  # median correlation of the beats' P windows with the median P wave
+VELOCITY_SMOOTH_S = 0.006
+WALK_S = 0.01  # how far past the threshold crossing a QRS boundary may move to the velocity minimum
+TERMINAL_GAP_S = 0.025
 DOMINANT_CORRELATION = 0.9
 PREMATURE_FRACTION = 0.85  # an RR under this fraction of the median marks a premature beat
 
@@ -67,7 +74,7 @@ class LeadMeasurements:
     """Per lead, on the median beat (mV; durations in ms)."""
 
     q_mv: np.ndarray  # most negative value before the R peak within the QRS (<= 0)
-    q_ms: np.ndarray  # duration of the initial negative deflection
+    q_ms: np.ndarray  # duration of the negative deflection before the R peak
     r_mv: np.ndarray  # most positive value within the QRS (>= 0)
     s_mv: np.ndarray  # most negative value after the R peak within the QRS (<= 0)
     qrs_pp_mv: np.ndarray
@@ -88,9 +95,9 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def spatial_velocity(x: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Root sum of squares over leads of d/dt (mV/s), smoothed over 10 ms."""
+    """Root sum of squares over leads of d/dt (mV/s), smoothed over 6 ms."""
     v = np.sqrt((np.gradient(x, axis=-1) ** 2).sum(axis=0)) * fs_hz
-    return _smooth(v, int(round(0.01 * fs_hz)))
+    return _smooth(v, int(round(VELOCITY_SMOOTH_S * fs_hz)))
 
 
 def _walk_to_minimum(v: np.ndarray, start: int, step: int, floor: float, limit: int) -> int:
@@ -115,10 +122,16 @@ def qrs_bounds(v: np.ndarray, r: int, fs_hz: float) -> tuple[int, int] | None:
     onset = r
     while onset > 0 and r - onset < reach and v[onset] > th:
         onset -= 1
-    offset = r
-    while offset < len(v) - 1 and offset - r < reach and v[offset] > th:
+    # the QRS ends after its last supra-threshold part: a notch (RSR') or a slow terminal wave
+    # (right bundle-branch block) may dip under the threshold for up to TERMINAL_GAP_S
+    gap = int(round(TERMINAL_GAP_S * fs_hz))
+    offset = last = r
+    while offset < len(v) - 1 and offset - r < reach and offset - last <= gap:
         offset += 1
-    limit = int(round(0.04 * fs_hz))
+        if v[offset] > th:
+            last = offset
+    offset = last
+    limit = int(round(WALK_S * fs_hz))
     onset = _walk_to_minimum(v, onset, -1, 0.02 * vmax, limit)
     offset = _walk_to_minimum(v, offset, 1, 0.02 * vmax, limit)
     return onset, offset
@@ -195,9 +208,11 @@ def delineate(signal_mv: np.ndarray, fs_hz: float, r_peaks: np.ndarray | None = 
     iso = beat[:, max(0, on - int(0.02 * fs_hz)) : max(1, on - int(0.006 * fs_hz))]
     beat = beat - (iso.mean(axis=1, keepdims=True) if iso.size else 0.0)
 
-    t_peak, t_end = _t_wave(beat, off, fs_hz)
-    p_on, p_off = _p_wave(beat, windows[keep], on, fs_hz)
     rr_dom = float(np.median(rr_prev[ok[keep]])) / 1000.0
+    t_peak, t_end = _t_wave(beat, pre, off, rr_dom, fs_hz)
+    # the P wave lies after the previous beat's T wave
+    after_t = int(round(t_end - rr_dom * fs_hz + 0.02 * fs_hz)) if t_end is not None else 0
+    p_on, p_off = _p_wave(beat, windows[keep], on, fs_hz, max(0, after_t))
     qrs_ms = 1000.0 * (off - on) / fs_hz
     qt_ms = 1000.0 * (t_end - on) / fs_hz if t_end is not None else nan
     return Delineation(
@@ -222,27 +237,30 @@ def delineate(signal_mv: np.ndarray, fs_hz: float, r_peaks: np.ndarray | None = 
     )
 
 
-def _t_wave(beat: np.ndarray, qrs_off: int, fs_hz: float) -> tuple[int | None, int | None]:
-    m = beat.shape[1]
+def _t_wave(beat: np.ndarray, r_index: int, qrs_off: int, rr_s: float, fs_hz: float) -> tuple[int | None, int | None]:
+    """T peak and T end; the search stops before the next beat's P wave (RR - 220 ms after R)."""
+    m = min(beat.shape[1], r_index + int(min(0.7, rr_s - 0.22) * fs_hz))
     lo = qrs_off + int(0.06 * fs_hz)
     if lo >= m - 3:
         return None, None
-    a = _smooth(np.sqrt((beat**2).sum(axis=0)), max(1, int(0.02 * fs_hz)))
+    a = _smooth(np.sqrt((beat**2).sum(axis=0)), max(1, int(0.02 * fs_hz)))[:m]
     peak = lo + int(np.argmax(a[lo:]))
-    tail = a[peak:]
+    tail = a[peak : peak + int(0.15 * fs_hz)]
     if tail.size < 3:
         return peak, None
     slope = np.gradient(tail)
     steep = int(np.argmin(slope))
     if slope[steep] >= 0:
         return peak, None
-    base = float(tail[steep:].min())
+    base = float(a[peak + steep : m].min())
     end = peak + steep + (tail[steep] - base) / -slope[steep]
     return peak, int(min(m - 1, round(end)))
 
 
-def _p_wave(beat: np.ndarray, windows: np.ndarray, qrs_on: int, fs_hz: float) -> tuple[int | None, int | None]:
-    lo, hi = max(0, qrs_on - int(0.35 * fs_hz)), qrs_on - int(0.03 * fs_hz)
+def _p_wave(
+    beat: np.ndarray, windows: np.ndarray, qrs_on: int, fs_hz: float, earliest: int
+) -> tuple[int | None, int | None]:
+    lo, hi = max(earliest, qrs_on - int(0.35 * fs_hz)), qrs_on - int(0.03 * fs_hz)
     if hi - lo < int(0.04 * fs_hz):
         return None, None
     a = _smooth(np.sqrt((beat[:, lo:hi] ** 2).sum(axis=0)), max(1, int(0.02 * fs_hz)))
@@ -269,6 +287,10 @@ def _p_wave(beat: np.ndarray, windows: np.ndarray, qrs_on: int, fs_hz: float) ->
     offset = centre + int(np.argmax(right))
     while offset < qrs_on and offset - centre < reach and v[offset] > th:
         offset += 1
+    if offset - onset < MIN_P_S * fs_hz:
+        return None, None  # too brief for atrial depolarisation: flutter or noise locked to the QRS
+    if offset - onset > MAX_P_S * fs_hz:
+        return None, None  # too long: the tail of the previous T wave (short cycles in fibrillation)
     return onset, offset
 
 
@@ -294,12 +316,10 @@ def lead_measurements(d: Delineation) -> LeadMeasurements:
     r_at = np.argmax(seg, axis=1)
     q = np.array([seg[i, : r_at[i]].min() if r_at[i] > 0 else 0.0 for i in range(n_leads)])
     s = np.array([seg[i, r_at[i] :].min() for i in range(n_leads)])
-    q_ms = np.zeros(n_leads)
-    for i in range(n_leads):
-        negative = seg[i] < 0
-        if negative[0]:
-            run = int(np.argmin(negative)) if not negative.all() else negative.size
-            q_ms[i] = 1000.0 * run / fs
+    # Q duration: the samples before the R peak spent in the Q deflection (below 10% of its depth)
+    q_ms = np.array(
+        [1000.0 * np.count_nonzero(seg[i, : r_at[i]] < min(-0.02, 0.1 * q[i])) / fs for i in range(n_leads)]
+    )
     st_lo = d.qrs_offset + int(0.05 * fs)
     st_hi = d.qrs_offset + int(0.07 * fs) + 1
     st = beat[:, st_lo:st_hi].mean(axis=1) if st_hi <= beat.shape[1] else nan

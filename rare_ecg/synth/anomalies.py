@@ -153,10 +153,12 @@ def infarct(territory: str, t_changes: bool = True, q_scale: float = 1.0) -> Mod
         u = TERRITORIES[territory]
         k = _k(m)
         qrs = _role(m.v.waves, ROLE_QRS)
-        m.v.waves.vec[qrs] = _remove_toward(m.v.waves.vec[qrs], u, float(rng.uniform(0.45, 0.8)) * q_scale)
+        m.v.waves.vec[qrs] = _remove_toward(m.v.waves.vec[qrs], u, float(rng.uniform(0.3, 0.65)) * q_scale)
         amp = float(rng.uniform(0.45, 0.85)) * q_scale * m.qrs_amp
-        m.v.waves.add(QRS_ON, 0.021 * k, 0.0095 * k, 0.0095 * k, -amp * u, ROLE_QRS)
-        if t_changes:
+        # a Q wave of about 40 ms: the first forces point away from the dead wall
+        m.v.waves.add(QRS_ON, 0.026 * k, 0.012 * k, 0.015 * k, -amp * u, ROLE_QRS)
+        # old infarcts keep inverted T waves in about a third of the patients
+        if t_changes and rng.uniform() < 0.35:
             _turn_t_away(m, u, float(rng.uniform(1.2, 1.8)), float(rng.uniform(0.06, 0.14)))
 
     return apply
@@ -177,7 +179,7 @@ def ischemia(territory: str | None) -> Modifier:
         name = territory or str(rng.choice(["lateral", "anterolateral", "inferior", "inferolateral"]))
         u = TERRITORIES[name]
         add_st_shift(m.v.waves, -float(rng.uniform(0.07, 0.14)) * u)
-        _turn_t_away(m, u, float(rng.uniform(1.3, 1.9)), float(rng.uniform(0.06, 0.12)))
+        _turn_t_away(m, u, float(rng.uniform(1.0, 1.6)), float(rng.uniform(0.03, 0.09)))
 
     return apply
 
@@ -195,12 +197,17 @@ def _brugada(m: Morph, rng: np.random.Generator) -> None:
     m.v.waves.add(
         J_POINT, 0.0, 0.004, 0.045, np.zeros(3), ROLE_ST, shape=PLATEAU, end_anchor=T_END, end_off=-0.16, local=local
     )
-    m.v.waves.add(T_END, -0.09, 0.05, 0.035, np.zeros(3), ROLE_T, local=-0.55 * local)
+    # the T wave in V1-V2 turns negative: cancel the normal T there and invert it
+    tw = _role(m.v.waves, ROLE_T)
+    t_v1_v2 = _LEADS[6:8] @ m.v.waves.vec[tw].sum(axis=0)
+    inverted = np.zeros(6)
+    inverted[:2] = -np.clip(t_v1_v2, 0.0, None) - 0.6 * local[:2]
+    m.v.waves.add(T_END, -0.09, 0.05, 0.035, np.zeros(3), ROLE_T, local=inverted)
 
 
 def _st_depression(m: Morph, rng: np.random.Generator) -> None:
     u = TERRITORIES[str(rng.choice(["lateral", "anterolateral", "inferolateral"]))]
-    add_st_shift(m.v.waves, -float(rng.uniform(0.12, 0.22)) * u)
+    add_st_shift(m.v.waves, -float(rng.uniform(0.2, 0.3)) * u)
 
 
 def _nonspecific_st(m: Morph, rng: np.random.Generator) -> None:
@@ -239,9 +246,9 @@ def _digitalis(m: Morph, rng: np.random.Generator) -> None:
     """Scooped (sagging) ST depression opposite the QRS, flat T, short QT, slightly long PR."""
     qrs = _role(m.v.waves, ROLE_QRS)
     mean = unit(m.v.waves.vec[qrs].sum(axis=0))
-    m.v.waves.add(J_POINT, 0.01, 0.01, 0.06, -float(rng.uniform(0.12, 0.2)) * mean, ROLE_ST, shape=PLATEAU,
-                  end_anchor=T_END, end_off=-0.14)  # fmt: skip
-    m.v.waves.vec[_role(m.v.waves, ROLE_T)] *= float(rng.uniform(0.35, 0.6))
+    m.v.waves.add(J_POINT, 0.01, 0.01, 0.05, -float(rng.uniform(0.2, 0.3)) * mean, ROLE_ST, shape=PLATEAU,
+                  end_anchor=T_END, end_off=-0.09)  # fmt: skip
+    m.v.waves.vec[_role(m.v.waves, ROLE_T)] *= float(rng.uniform(0.2, 0.4))
     m.v.qt_scale *= float(rng.uniform(0.84, 0.9))
     m.pr_extra_s += float(rng.uniform(0.01, 0.03))
 
@@ -296,9 +303,10 @@ def _lv_voltage(lo: float, hi: float) -> Modifier:
 def _lvh(m: Morph, rng: np.random.Generator) -> None:
     _widen(m, float(rng.uniform(0.006, 0.012)))
     _lv_voltage(3.8, 5.0)(m, rng)
-    u = TERRITORIES["lateral"]
-    add_st_shift(m.v.waves, -float(rng.uniform(0.06, 0.12)) * u)
-    _turn_t_away(m, u, float(rng.uniform(1.2, 1.7)), float(rng.uniform(0.04, 0.1)))
+    if rng.uniform() < 0.4:  # the strain pattern: lateral ST depression and T inversion
+        u = TERRITORIES["lateral"]
+        add_st_shift(m.v.waves, -float(rng.uniform(0.06, 0.12)) * u)
+        _turn_t_away(m, u, float(rng.uniform(1.2, 1.7)), float(rng.uniform(0.04, 0.1)))
 
 
 def _high_voltage(m: Morph, rng: np.random.Generator) -> None:
@@ -333,10 +341,10 @@ def _left_atrial(m: Morph, rng: np.random.Generator) -> None:
     """Broad (>= 120 ms), notched P; deep terminal negative P in V1."""
     pw = _role(m.p, ROLE_P)
     la = pw[-1]
-    shift = float(rng.uniform(0.035, 0.05))
+    shift = float(rng.uniform(0.04, 0.055))
     m.p.off0[la] += shift
     m.p.off0[pw[0]] -= 0.005
-    m.p.vec[la] *= float(rng.uniform(1.4, 1.8))
+    m.p.vec[la] = m.p.vec[la] * float(rng.uniform(1.8, 2.3)) + np.array([0.0, 0.0, float(rng.uniform(0.08, 0.12))])
 
 
 def _right_atrial(m: Morph, rng: np.random.Generator) -> None:
@@ -381,7 +389,7 @@ def _terminal_right_forces(m: Morph, end_s: float, amp: float, sigma: float) -> 
 
 
 def _irbbb(m: Morph, rng: np.random.Generator) -> None:
-    end = max(m.v.qrs_s + 0.006, float(rng.uniform(0.102, 0.116)))
+    end = max(m.v.qrs_s + 0.006, float(rng.uniform(0.1, 0.11)))
     _terminal_right_forces(m, end, float(rng.uniform(0.45, 0.7)), 0.011)
 
 
@@ -398,7 +406,7 @@ def _no_septal_q(m: Morph) -> None:
 
 def _ilbbb(m: Morph, rng: np.random.Generator) -> None:
     _no_septal_q(m)
-    _widen(m, max(0.0, float(rng.uniform(0.104, 0.116)) - m.v.qrs_s))
+    _widen(m, max(0.0, float(rng.uniform(0.11, 0.118)) - m.v.qrs_s))
 
 
 def _clbbb(m: Morph, rng: np.random.Generator) -> None:
@@ -429,7 +437,7 @@ def _wpw(m: Morph, rng: np.random.Generator) -> None:
     pathway = unit(
         [[-0.3, 0.3, -0.9], [0.3, -0.8, -0.5], [0.9, 0.1, 0.4], [0.2, 0.6, -0.8]][int(rng.integers(0, 4))]
     )
-    amp = float(rng.uniform(0.55, 0.8)) * m.qrs_amp
+    amp = float(rng.uniform(0.7, 1.0)) * m.qrs_amp
     peak = 0.02
     m.v.waves.add(QRS_ON, peak, (delta_s + peak) / 2.4, 0.014, amp * pathway, ROLE_QRS)
     m.v.pre_qrs_s = delta_s
@@ -454,7 +462,7 @@ def _q_waves(m: Morph, rng: np.random.Generator) -> None:
 MODIFIERS: dict[str, Modifier] = {
     # axis first: later additions (Q waves, terminal forces) must not be rotated with it
     "LAFB": _fascicular(-75, -48, (-0.05, 0.2, -0.12)),
-    "LPFB": _fascicular(100, 135, (0.08, -0.18, -0.12)),
+    "LPFB": _fascicular(108, 140, (0.08, -0.18, -0.12)),
     "RVH": _rvh,
     "IVCD": _ivcd,
     "ILBBB": _ilbbb,
@@ -477,9 +485,9 @@ MODIFIERS: dict[str, Modifier] = {
     **{code: ischemia(territory) for code, territory in ISCHEMIA_TERRITORY.items()},
     "STD_": _st_depression,
     "NST_": _nonspecific_st,
-    "NDT": _t_change(40, 100, 0.4, 0.8),
-    "NT_": _t_change(50, 120, 0.4, 0.9),
-    "TAB_": _t_change(70, 140, 0.5, 1.0),
+    "NDT": _t_change(25, 70, 0.45, 0.85),
+    "NT_": _t_change(30, 80, 0.45, 0.9),
+    "TAB_": _t_change(50, 110, 0.5, 1.0),
     "INVT": _inverted_t,
     "LOWT": _low_t,
     "DIG": _digitalis,

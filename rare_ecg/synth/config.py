@@ -96,5 +96,7 @@ def error_message(exc: ValidationError) -> str:
     """The first problem of a ValidationError as one line (what the CLI prints)."""
     first = exc.errors()[0]
     message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "value_error":  # our validators name the value and what is accepted
+        return message
     where = ".".join(str(p) for p in first["loc"])
-    return message if not where or where in message else f"{where}: {message}"
+    return f"{where}: {message} (got {first.get('input')!r})"

@@ -18,7 +18,8 @@ from rare_ecg.synth.labels import primary_rhythm
 
 V_NORMAL, V_PVC, V_PACED, V_ESCAPE = 0, 1, 2, 3
 P_SINUS, P_ECTOPIC, P_RETRO, P_PACED = 0, 1, 2, 3
-VISIBLE = (0.0, 10.0)  # the record's time span (s); events are generated beyond it so edges are whole
+VISIBLE = (0.0, 10.0)
+_GRID_HZ = 500  # the synthesis rate  # the record's time span (s); events are generated beyond it so edges are whole
 
 
 @dataclass(eq=False)
@@ -179,7 +180,7 @@ def flutter(rng: np.random.Generator, p: RhythmParams) -> tuple[list[VBeat], Atr
             break
         beats.append(VBeat(t, V_NORMAL))
         k += int(rng.choice([2, 3, 4])) if ratio == "variable" else int(ratio)
-    return beats, AtrialWaves("flutter", rate, float(rng.uniform(0.12, 0.22)), phase)
+    return beats, AtrialWaves("flutter", rate, float(rng.uniform(0.18, 0.3)), phase)
 
 
 def supraventricular_tachycardia(rng: np.random.Generator, t_lo: float, t_hi: float, hr: float,
@@ -198,9 +199,12 @@ def paced(rng: np.random.Generator, p: RhythmParams, sched: Schedule) -> tuple[l
     t = p.t_lo - float(rng.uniform(0, rr))
     dual = rng.uniform() < 0.5
     sched.pacing_mode = "DDD" if dual else "VVI"
-    av_delay = float(rng.uniform(0.14, 0.2))
+    av_delay = round(float(rng.uniform(0.14, 0.2)) * _GRID_HZ) / _GRID_HZ
     beats, events = [], []
     while t < p.t_hi:
+        # a stimulus lasts under a millisecond: it is placed on the sample grid, so every spike is
+        # sampled at its peak (off-grid, a 500 Hz recording would catch a random part of it)
+        t = round(t * _GRID_HZ) / _GRID_HZ
         if dual:
             events.append(PEvent(t, P_PACED, {"PACE"}, conducted=True))
             beats.append(VBeat(t + av_delay, V_PACED, events[-1], {"PACE"}))

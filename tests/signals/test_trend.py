@@ -15,7 +15,13 @@ def _reference(x: np.ndarray, w: int) -> np.ndarray:
     n = x.shape[-1]
     out = np.zeros_like(x, dtype=np.float64)
     for lead in range(x.shape[0]):
-        smooth = np.array([x[lead, max(0, min(n - 1, j))] for i in range(n) for j in range(i - w // 2, i + (w - 1) // 2 + 1)])
+        smooth = np.array(
+            [
+                x[lead, max(0, min(n - 1, j))]
+                for i in range(n)
+                for j in range(i - w // 2, i + (w - 1) // 2 + 1)
+            ]
+        )
         smooth = smooth.reshape(n, w).mean(1)
         d = np.r_[0.0, np.diff(smooth)]
         out[lead] = (d - d.mean()) / d.std() if d.std() > 1e-6 else 0.0

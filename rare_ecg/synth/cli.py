@@ -1,0 +1,63 @@
+"""``rare-ecg synth``: write a synthetic longitudinal cohort as a PTB-XL or MIMIC-IV-ECG archive.
+
+Registered by rare_ecg/cli.py as ``app.command("synth")(synth_command)``. The last line of output is
+the run's summary as one JSON object; bad options exit non-zero with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+
+from rare_ecg.synth.archive import generate_archive
+from rare_ecg.synth.config import SynthConfig, error_message
+
+
+def _prevalence(text: str | None) -> dict[str, float | dict[str, float]]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--prevalence {text!r} is not JSON ({exc.msg}); e.g. '{{\"WPW\": 0.02}}'") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"--prevalence {text!r} must be a JSON object of label -> frequency")
+    return value
+
+
+def synth_command(
+    out: Path = typer.Option(..., "--out", help="Folder to write the archive into (new or empty)."),
+    patients: int = typer.Option(..., "--patients", help="Number of patients (each has one or more ECGs)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and options give a byte-identical archive."),
+    fs: int = typer.Option(500, "--fs", help="500: records500 and records100; 100: records100 only."),
+    layout: str = typer.Option("ptbxl", "--layout", help="Archive layout: ptbxl or mimic (500 Hz)."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (the output does not depend on it)."),
+    preview: bool = typer.Option(False, "--preview", help="Also write PNGs of a few records per label to OUT/preview/."),
+    prevalence: str | None = typer.Option(
+        None, "--prevalence", help='Target label frequencies as JSON, e.g. \'{"WPW": 0.02, "LNGQT": {"female": 0.03}}\'.'
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an archive already in OUT."),
+) -> None:
+    """Generate a synthetic 12-lead ECG cohort with rare anomalies and ground-truth masks."""
+    try:
+        config = SynthConfig(
+            out=out,
+            patients=patients,
+            seed=seed,
+            fs_hz=fs,
+            layout=layout,
+            workers=workers,
+            preview=preview,
+            prevalence=_prevalence(prevalence),
+        )
+    except ValidationError as exc:
+        raise typer.BadParameter(error_message(exc)) from None
+    try:
+        summary = generate_archive(config, overwrite=overwrite)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    brief = {k: v for k, v in summary.items() if k not in ("label_frequency", "target_frequency", "previews")}
+    typer.echo(json.dumps(brief, sort_keys=True))

@@ -1,0 +1,52 @@
+"""The inference graph exports to ONNX with a dynamic batch axis, and ONNX Runtime matches PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from rare_ecg.model.config import ModelConfig
+from rare_ecg.model.inference import INPUT_NAMES, OUTPUT_NAMES, InferenceGraph, export_onnx
+from rare_ecg.model.network import EcgModel
+
+TOLERANCE = 1e-4
+
+
+@pytest.mark.timeout(300)
+def test_onnx_runtime_matches_pytorch_at_any_batch_size(tmp_path: Path, tiny_config: ModelConfig) -> None:
+    cfg = tiny_config
+    model = EcgModel(cfg).eval()
+    path = export_onnx(model, tmp_path / "model.onnx")
+    assert not list(tmp_path.glob("*.data"))  # one self-contained file
+    graph = onnx.load(str(path))
+    assert [i.name for i in graph.graph.input] == list(INPUT_NAMES)
+    assert [o.name for o in graph.graph.output] == list(OUTPUT_NAMES)
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for batch in (1, 5):
+        signal = rng.normal(size=(batch, 12, cfg.n_samples)).astype(np.float32)
+        lead_mask = np.ones((batch, 12), dtype=np.float32)
+        lead_mask[0, [3, 9]] = 0.0  # missing leads travel through the exported graph too
+        beat_start = rng.integers(0, cfg.n_samples - cfg.beat_len, batch).astype(np.int64)
+        got = session.run(None, {"signal": signal, "lead_mask": lead_mask, "beat_start": beat_start})
+        with torch.no_grad():
+            want = InferenceGraph(model)(
+                torch.from_numpy(signal), torch.from_numpy(lead_mask), torch.from_numpy(beat_start)
+            )
+        shapes = [(batch, 3), (batch,), (batch, 12, cfg.map_segments), (batch,), (batch,)]
+        for name, g, w, shape in zip(OUTPUT_NAMES, got, want, shapes, strict=True):
+            assert g.shape == shape, name
+            np.testing.assert_allclose(g, w.numpy(), atol=TOLERANCE, rtol=0, err_msg=name)
+        assert ((got[0] >= 0) & (got[0] <= 1)).all()
+
+
+def test_export_needs_a_label_vocabulary(tmp_path: Path, tiny_config: ModelConfig) -> None:
+    model = EcgModel(ModelConfig.from_dict({**tiny_config.to_dict(), "labels": ()}))
+    with pytest.raises(ValueError, match="label vocabulary"):
+        export_onnx(model, tmp_path / "m.onnx")
