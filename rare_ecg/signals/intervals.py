@@ -10,9 +10,9 @@ Pure numpy/scipy and deterministic. Steps:
    local minimum (so a slurred delta wave belongs to the QRS, as a reader marks it);
 4. the P wave is the largest spatial-magnitude bump 30-350 ms before the QRS and after the previous
    beat's T wave, accepted only when the
-   beats agree on it one by one (median correlation with it >= 0.5; fibrillatory waves average to a
+   beats agree on it one by one (median correlation with it >= 0.75; fibrillatory waves average to a
    bump too, but no beat resembles it); its onset and offset are where its own spatial velocity falls
-   below 25% of its maximum (independent of the baseline level);
+   below 25% of its maximum or reaches the valley before another wave (independent of the baseline);
 5. the T end is where the tangent at the steepest descent after the T peak meets the T-P baseline
    (the tangent method), on the spatial magnitude.
 QTc is Bazett's. Times are in ms, amplitudes in mV; values that cannot be measured are NaN.
@@ -33,10 +33,13 @@ P_THRESHOLD = 0.25  # of the P wave's peak spatial velocity
 MIN_P_MV = 0.03  # spatial-magnitude rise a P wave must show in the median beat
 MIN_P_S = 0.04  # shortest P wave
 MAX_P_S = 0.18  # longest P wave
-P_AGREEMENT = 0.5  # median correlation of the beats' P windows with the median P wave
+P_AGREEMENT = 0.75  # median correlation of the beats' (detrended) P windows with the median P wave
 VELOCITY_SMOOTH_S = 0.006
 WALK_S = 0.01  # how far past the threshold crossing a QRS boundary may move to the velocity minimum
 TERMINAL_GAP_S = 0.025
+QRS_REACH_S = 0.2  # from the R apex (the last peak of a left bundle-branch block's QRS) to its onset
+ONSET_GAP_S = 0.015
+ONSET_PART = 0.12
 DOMINANT_CORRELATION = 0.9
 PREMATURE_FRACTION = 0.85  # an RR under this fraction of the median marks a premature beat
 
@@ -97,7 +100,7 @@ def _smooth(x: np.ndarray, width: int) -> np.ndarray:
 def spatial_velocity(x: np.ndarray, fs_hz: float) -> np.ndarray:
     """Root sum of squares over leads of d/dt (mV/s), smoothed over 6 ms."""
     v = np.sqrt((np.gradient(x, axis=-1) ** 2).sum(axis=0)) * fs_hz
-    return _smooth(v, int(round(VELOCITY_SMOOTH_S * fs_hz)))
+    return _smooth(v, round(VELOCITY_SMOOTH_S * fs_hz))
 
 
 def _walk_to_minimum(v: np.ndarray, start: int, step: int, floor: float, limit: int) -> int:
@@ -110,7 +113,7 @@ def _walk_to_minimum(v: np.ndarray, start: int, step: int, floor: float, limit: 
 
 def qrs_bounds(v: np.ndarray, r: int, fs_hz: float) -> tuple[int, int] | None:
     """QRS onset and offset around R from the spatial velocity ``v`` (sample indices)."""
-    half = int(round(0.07 * fs_hz))
+    half = round(0.07 * fs_hz)
     lo, hi = max(0, r - half), min(len(v), r + half)
     if hi - lo < 3:
         return None
@@ -118,20 +121,30 @@ def qrs_bounds(v: np.ndarray, r: int, fs_hz: float) -> tuple[int, int] | None:
     if vmax <= 0:
         return None
     th = QRS_THRESHOLD * vmax
-    reach = int(round(0.16 * fs_hz))
+    reach = round(QRS_REACH_S * fs_hz)
     onset = r
     while onset > 0 and r - onset < reach and v[onset] > th:
         onset -= 1
+    # an earlier notched part (bundle-branch block) is QRS too when it is clearly stronger than a
+    # P wave can be (P waves stay under about 8% of the QRS's peak velocity)
+    gap = round(ONSET_GAP_S * fs_hz)
+    while onset > 0 and r - onset < reach:
+        before = v[max(0, onset - gap) : onset]
+        if before.size == 0 or float(before.max()) <= ONSET_PART * vmax:
+            break
+        onset -= gap - int(np.argmax(before[::-1] > ONSET_PART * vmax))
+        while onset > 0 and r - onset < reach and v[onset] > th:
+            onset -= 1
     # the QRS ends after its last supra-threshold part: a notch (RSR') or a slow terminal wave
     # (right bundle-branch block) may dip under the threshold for up to TERMINAL_GAP_S
-    gap = int(round(TERMINAL_GAP_S * fs_hz))
+    gap = round(TERMINAL_GAP_S * fs_hz)
     offset = last = r
     while offset < len(v) - 1 and offset - r < reach and offset - last <= gap:
         offset += 1
         if v[offset] > th:
             last = offset
     offset = last
-    limit = int(round(WALK_S * fs_hz))
+    limit = round(WALK_S * fs_hz)
     onset = _walk_to_minimum(v, onset, -1, 0.02 * vmax, limit)
     offset = _walk_to_minimum(v, offset, 1, 0.02 * vmax, limit)
     return onset, offset
@@ -179,8 +192,8 @@ def delineate(signal_mv: np.ndarray, fs_hz: float, r_peaks: np.ndarray | None = 
         return _empty(x, fs_hz, r)
     rr = np.diff(r) * 1000.0 / fs_hz
     rr_med = float(np.median(rr))
-    pre = int(round(min(0.45, 0.6 * rr_med / 1000.0) * fs_hz))
-    post = int(round(float(np.clip(0.9 * rr_med / 1000.0, 0.35, 0.7)) * fs_hz))
+    pre = round(min(0.45, 0.6 * rr_med / 1000.0) * fs_hz)
+    post = round(float(np.clip(0.9 * rr_med / 1000.0, 0.35, 0.7)) * fs_hz)
     windows, ok = _beat_windows(y, r, pre, post)
     if len(ok) < 2:
         return _empty(x, fs_hz, r)
@@ -206,13 +219,20 @@ def delineate(signal_mv: np.ndarray, fs_hz: float, r_peaks: np.ndarray | None = 
         return _empty(x, fs_hz, r)
     on, off = bounds
     iso = beat[:, max(0, on - int(0.02 * fs_hz)) : max(1, on - int(0.006 * fs_hz))]
-    beat = beat - (iso.mean(axis=1, keepdims=True) if iso.size else 0.0)
+    beat_iso = iso.mean(axis=1, keepdims=True) if iso.size else None
+    beat = beat - (beat_iso if beat_iso is not None else 0.0)
 
     rr_dom = float(np.median(rr_prev[ok[keep]])) / 1000.0
     t_peak, t_end = _t_wave(beat, pre, off, rr_dom, fs_hz)
-    # the P wave lies after the previous beat's T wave
-    after_t = int(round(t_end - rr_dom * fs_hz + 0.02 * fs_hz)) if t_end is not None else 0
-    p_on, p_off = _p_wave(beat, windows[keep], on, fs_hz, max(0, after_t))
+    # the P wave lies after the previous beat's T wave; it is located in the median of the beats
+    # after the longer cycles, where a short cycle's T wave cannot reach into the P window, and
+    # checked against every dominant beat
+    after_t = round(t_end - rr_dom * fs_hz + 0.02 * fs_hz) if t_end is not None else 0
+    cycles = rr_prev[ok[keep]]
+    long_cycle = cycles >= np.median(cycles)
+    p_windows = windows[keep][long_cycle] if long_cycle.sum() >= 4 else windows[keep]
+    p_beat = np.median(p_windows, axis=0) - (beat_iso if beat_iso is not None else 0.0)
+    p_on, p_off = _p_wave(p_beat, windows[keep], on, fs_hz, max(0, after_t))
     qrs_ms = 1000.0 * (off - on) / fs_hz
     qt_ms = 1000.0 * (t_end - on) / fs_hz if t_end is not None else nan
     return Delineation(
@@ -237,7 +257,9 @@ def delineate(signal_mv: np.ndarray, fs_hz: float, r_peaks: np.ndarray | None = 
     )
 
 
-def _t_wave(beat: np.ndarray, r_index: int, qrs_off: int, rr_s: float, fs_hz: float) -> tuple[int | None, int | None]:
+def _t_wave(
+    beat: np.ndarray, r_index: int, qrs_off: int, rr_s: float, fs_hz: float
+) -> tuple[int | None, int | None]:
     """T peak and T end; the search stops before the next beat's P wave (RR - 220 ms after R)."""
     m = min(beat.shape[1], r_index + int(min(0.7, rr_s - 0.22) * fs_hz))
     lo = qrs_off + int(0.06 * fs_hz)
@@ -260,6 +282,8 @@ def _t_wave(beat: np.ndarray, r_index: int, qrs_off: int, rr_s: float, fs_hz: fl
 def _p_wave(
     beat: np.ndarray, windows: np.ndarray, qrs_on: int, fs_hz: float, earliest: int
 ) -> tuple[int | None, int | None]:
+    """P onset and offset on ``beat`` (median of the long-cycle beats), accepted when the dominant
+    beats ``windows`` agree on it one by one."""
     lo, hi = max(earliest, qrs_on - int(0.35 * fs_hz)), qrs_on - int(0.03 * fs_hz)
     if hi - lo < int(0.04 * fs_hz):
         return None, None
@@ -267,8 +291,10 @@ def _p_wave(
     peak = int(np.argmax(a))
     if a[peak] - a.min() < MIN_P_MV:
         return None, None
-    half = int(0.06 * fs_hz)
-    a0, a1 = lo + max(0, peak - half), lo + min(hi - lo, peak + half)
+    # judged over +-100 ms: a P wave stands on a flat baseline, a fibrillatory wave on more waves
+    half = int(0.1 * fs_hz)
+    # ... and stops 20 ms short of the QRS, whose foot every beat shares
+    a0, a1 = max(0, lo + peak - half), min(qrs_on - int(0.02 * fs_hz), lo + peak + half)
     if len(windows) >= 4 and not _consistent(windows[:, :, a0:a1], beat[:, a0:a1]):
         return None, None
     # boundaries from the P wave's own spatial velocity: independent of where the baseline sits
@@ -281,12 +307,11 @@ def _p_wave(
         return None, None
     vmax = max(float(left.max()), float(right.max()))
     th = P_THRESHOLD * vmax
-    onset = centre - reach + int(np.argmax(left)) if centre >= reach else int(np.argmax(left))
-    while onset > 0 and centre - onset < reach and v[onset] > th:
-        onset -= 1
-    offset = centre + int(np.argmax(right))
-    while offset < qrs_on and offset - centre < reach and v[offset] > th:
-        offset += 1
+    look = int(0.03 * fs_hz)
+    onset = _p_edge(
+        v, max(0, centre - reach) + int(np.argmax(left)), -1, th, vmax, max(0, centre - reach), look
+    )
+    offset = _p_edge(v, centre + int(np.argmax(right)), 1, th, vmax, min(qrs_on, centre + reach), look)
     if offset - onset < MIN_P_S * fs_hz:
         return None, None  # too brief for atrial depolarisation: flutter or noise locked to the QRS
     if offset - onset > MAX_P_S * fs_hz:
@@ -294,12 +319,26 @@ def _p_wave(
     return onset, offset
 
 
+def _p_edge(v: np.ndarray, start: int, step: int, th: float, vmax: float, stop: int, look: int) -> int:
+    """From the P wave's steepest point, walk outwards until the velocity falls under ``th``, or
+    reaches a valley after which another wave (the QRS, the previous T) rises within ``look``
+    samples; shallower valleys are noise on a small P wave and are walked through."""
+    i = start
+    while i != stop and v[i] > th:
+        if v[i + step] > v[i] and v[i] < 0.5 * vmax:
+            ahead = v[i : i + step * look : step] if step > 0 else v[max(0, i - look) : i + 1]
+            if ahead.size and float(ahead.max()) > 0.5 * vmax:
+                break
+        i += step
+    return i
+
+
 def _consistent(p_windows: np.ndarray, p_median: np.ndarray) -> bool:
     """True when most beats show the median P wave (>= 0.5 correlation, all leads): a P wave that
     exists. Fibrillatory waves average to a bump too, but no single beat resembles it."""
-    ref = (p_median - p_median.mean(axis=1, keepdims=True)).ravel()
-    each = p_windows - p_windows.mean(axis=2, keepdims=True)
-    each = each.reshape(len(p_windows), -1)
+    # linear trends (residual baseline wander) would correlate between beats whatever the P wave
+    ref = sps.detrend(p_median, axis=-1).ravel()
+    each = sps.detrend(p_windows, axis=-1).reshape(len(p_windows), -1)
     norms = np.linalg.norm(each, axis=1) * np.linalg.norm(ref)
     corr = np.divide(each @ ref, norms, out=np.zeros(len(each)), where=norms > 0)
     return float(np.median(corr)) >= P_AGREEMENT
@@ -316,9 +355,10 @@ def lead_measurements(d: Delineation) -> LeadMeasurements:
     r_at = np.argmax(seg, axis=1)
     q = np.array([seg[i, : r_at[i]].min() if r_at[i] > 0 else 0.0 for i in range(n_leads)])
     s = np.array([seg[i, r_at[i] :].min() for i in range(n_leads)])
-    # Q duration: the samples before the R peak spent in the Q deflection (below 10% of its depth)
+    # Q duration: the samples before the R peak spent in the Q deflection (from where it leaves the
+    # baseline to where it returns: below 5% of its depth, and at least 15 uV below zero)
     q_ms = np.array(
-        [1000.0 * np.count_nonzero(seg[i, : r_at[i]] < min(-0.02, 0.1 * q[i])) / fs for i in range(n_leads)]
+        [1000.0 * np.count_nonzero(seg[i, : r_at[i]] < min(-0.015, 0.05 * q[i])) / fs for i in range(n_leads)]
     )
     st_lo = d.qrs_offset + int(0.05 * fs)
     st_hi = d.qrs_offset + int(0.07 * fs) + 1

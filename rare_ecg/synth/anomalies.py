@@ -153,10 +153,10 @@ def infarct(territory: str, t_changes: bool = True, q_scale: float = 1.0) -> Mod
         u = TERRITORIES[territory]
         k = _k(m)
         qrs = _role(m.v.waves, ROLE_QRS)
-        m.v.waves.vec[qrs] = _remove_toward(m.v.waves.vec[qrs], u, float(rng.uniform(0.3, 0.65)) * q_scale)
-        amp = float(rng.uniform(0.45, 0.85)) * q_scale * m.qrs_amp
+        m.v.waves.vec[qrs] = _remove_toward(m.v.waves.vec[qrs], u, float(rng.uniform(0.4, 0.7)) * q_scale)
+        amp = float(rng.uniform(0.55, 0.95)) * q_scale * m.qrs_amp
         # a Q wave of about 40 ms: the first forces point away from the dead wall
-        m.v.waves.add(QRS_ON, 0.026 * k, 0.012 * k, 0.015 * k, -amp * u, ROLE_QRS)
+        m.v.waves.add(QRS_ON, 0.028 * k, 0.012 * k, 0.017 * k, -amp * u, ROLE_QRS)
         # old infarcts keep inverted T waves in about a third of the patients
         if t_changes and rng.uniform() < 0.35:
             _turn_t_away(m, u, float(rng.uniform(1.2, 1.8)), float(rng.uniform(0.06, 0.14)))
@@ -187,7 +187,7 @@ def ischemia(territory: str | None) -> Modifier:
 def _aneurysm(m: Morph, rng: np.random.Generator) -> None:
     territory = str(rng.choice(["anteroseptal", "anterior"]))
     infarct(territory, t_changes=False)(m, rng)
-    add_st_shift(m.v.waves, float(rng.uniform(0.12, 0.22)) * TERRITORIES[territory])
+    add_st_shift(m.v.waves, float(rng.uniform(0.2, 0.32)) * TERRITORIES[territory])
 
 
 def _brugada(m: Morph, rng: np.random.Generator) -> None:
@@ -195,7 +195,16 @@ def _brugada(m: Morph, rng: np.random.Generator) -> None:
     amp = float(rng.uniform(0.3, 0.55))
     local = amp * np.array([1.0, float(rng.uniform(0.75, 1.0)), 0.2, 0.0, 0.0, 0.0])
     m.v.waves.add(
-        J_POINT, 0.0, 0.004, 0.045, np.zeros(3), ROLE_ST, shape=PLATEAU, end_anchor=T_END, end_off=-0.16, local=local
+        J_POINT,
+        0.0,
+        0.004,
+        0.045,
+        np.zeros(3),
+        ROLE_ST,
+        shape=PLATEAU,
+        end_anchor=T_END,
+        end_off=-0.16,
+        local=local,
     )
     # the T wave in V1-V2 turns negative: cancel the normal T there and invert it
     tw = _role(m.v.waves, ROLE_T)
@@ -281,7 +290,6 @@ def _low_voltage(m: Morph, rng: np.random.Generator) -> None:
     precordial = float(np.ptp(w[6:], axis=1).max())
     if precordial > 0.9:
         _scale_qrs_to(m, slice(6, 12), 0.9)
-    m.v.waves.vec[_role(m.v.waves, ROLE_T)] *= 0.6
 
 
 def sokolow_lyon_mv(t: Template, qrs_s: float) -> float:
@@ -344,7 +352,9 @@ def _left_atrial(m: Morph, rng: np.random.Generator) -> None:
     shift = float(rng.uniform(0.04, 0.055))
     m.p.off0[la] += shift
     m.p.off0[pw[0]] -= 0.005
-    m.p.vec[la] = m.p.vec[la] * float(rng.uniform(1.8, 2.3)) + np.array([0.0, 0.0, float(rng.uniform(0.08, 0.12))])
+    m.p.vec[la] = m.p.vec[la] * float(rng.uniform(1.8, 2.3)) + np.array(
+        [0.0, 0.0, float(rng.uniform(0.08, 0.12))]
+    )
 
 
 def _right_atrial(m: Morph, rng: np.random.Generator) -> None:
@@ -372,30 +382,31 @@ def _widen(m: Morph, extra_s: float) -> None:
     m.v.waves.s0[qrs] *= k
     m.v.waves.s1[qrs] *= k
     m.v.qrs_s += extra_s
-    m.v.qt_extra_s += extra_s
 
 
 def _ivcd(m: Morph, rng: np.random.Generator) -> None:
     _widen(m, max(0.0, float(rng.uniform(0.112, 0.128)) - m.v.qrs_s))
 
 
-def _terminal_right_forces(m: Morph, end_s: float, amp: float, sigma: float) -> None:
-    """Late, slow activation of the right ventricle: R' in V1, wide S in I and V6."""
+def _terminal_right_forces(m: Morph, end_s: float, amp: float, sigma: float, delays_t: bool) -> None:
+    """Late, slow activation of the right ventricle: R' in V1, wide S in I and V6 (with ``delays_t``,
+    repolarisation starts later by as much as the QRS is prolonged, as in complete block)."""
     force = unit([-0.7, 0.1, -0.9])
     extra = max(0.0, end_s - m.v.qrs_s)
     m.v.waves.add(QRS_ON, end_s - 2.2 * sigma, sigma, sigma, amp * m.qrs_amp * force, ROLE_QRS)
     m.v.qrs_s += extra
-    m.v.qt_extra_s += extra
+    if delays_t:
+        m.v.qt_extra_s += extra
 
 
 def _irbbb(m: Morph, rng: np.random.Generator) -> None:
     end = max(m.v.qrs_s + 0.006, float(rng.uniform(0.1, 0.11)))
-    _terminal_right_forces(m, end, float(rng.uniform(0.45, 0.7)), 0.011)
+    _terminal_right_forces(m, end, float(rng.uniform(0.45, 0.7)), 0.011, delays_t=False)
 
 
 def _crbbb(m: Morph, rng: np.random.Generator) -> None:
     end = float(rng.uniform(0.128, 0.16))
-    _terminal_right_forces(m, end, float(rng.uniform(0.6, 0.9)), 0.018)
+    _terminal_right_forces(m, end, float(rng.uniform(0.6, 0.9)), 0.018, delays_t=True)
     _turn_t_away(m, TERRITORIES["anteroseptal"], 1.0, float(rng.uniform(0.05, 0.1)))
 
 
@@ -419,14 +430,17 @@ def _clbbb(m: Morph, rng: np.random.Generator) -> None:
     keep = np.ones(len(m.v.waves), dtype=bool)
     keep[qrs[1:]] = False
     m.v.waves = subset(m.v.waves, keep)
-    first, second = unit([0.7, 0.15, 0.75]), unit([0.85, -0.15, 0.45])
-    m.v.waves.add(QRS_ON, 0.36 * qrs_s, 0.15 * qrs_s, 0.12 * qrs_s, amp * first, ROLE_QRS)
-    m.v.waves.add(QRS_ON, 0.7 * qrs_s, 0.12 * qrs_s, 0.12 * qrs_s, amp * second, ROLE_QRS)
+    # three leftward-posterior forces with a notch between the last two ("M" in V6, QS in V1)
+    forces = (unit([0.6, 0.2, 0.8]), unit([0.85, 0.0, 0.5]), unit([0.9, -0.2, 0.35]))
+    for off, sigma, scale, force in zip(
+        (0.27, 0.55, 0.8), (0.1, 0.09, 0.08), (0.75, 1.0, 0.85), forces, strict=True
+    ):
+        m.v.waves.add(QRS_ON, off * qrs_s, sigma * qrs_s, sigma * qrs_s, scale * amp * force, ROLE_QRS)
     m.v.qt_extra_s += qrs_s - m.v.qrs_s
     m.v.qrs_s = qrs_s
-    mean = unit(first + second)
+    mean = unit(sum(forces, np.zeros(3)))
     tw = _role(m.v.waves, ROLE_T)
-    m.v.waves.vec[tw] = -float(rng.uniform(0.3, 0.45)) * amp * mean
+    m.v.waves.vec[tw] = -float(rng.uniform(0.22, 0.32)) * amp * mean
     add_st_shift(m.v.waves, -float(rng.uniform(0.1, 0.18)) * mean)
 
 
@@ -477,6 +491,8 @@ MODIFIERS: dict[str, Modifier] = {
     "LAO/LAE": _left_atrial,
     "RAO/RAE": _right_atrial,
     **{code: infarct(territory) for code, territory in MI_TERRITORY.items()},
+    # the posterior wall is seen only as a mirror image (tall R in V1): it takes a larger loss
+    "PMI": infarct("posterior", q_scale=1.3),
     "QWAVE": _q_waves,
     "ANEUR": _aneurysm,
     **{code: injury(territory) for code, territory in INJURY_TERRITORY.items()},
@@ -504,4 +520,3 @@ def apply_modifiers(m: Morph, labels: frozenset[str], rng_for: Callable[[str], n
     for code, modifier in MODIFIERS.items():
         if code in labels:
             modifier(m, rng_for(code))
-

@@ -80,14 +80,17 @@ def _sampler(prevalence_json: str) -> LabelSampler:
 
 def record_spec(seed: int, patient: Patient, visit_index: int, layout: str) -> RecordSpec:
     visit = patient.visits[visit_index]
-    return RecordSpec(seed, patient.index, visit.visit, patient.sex, visit.age, visit.labels, _MAINS_HZ[layout])
+    return RecordSpec(
+        seed, patient.index, visit.visit, patient.sex, visit.age, visit.labels, _MAINS_HZ[layout]
+    )
 
 
 def _annotation_lines(source_path: str, ecg: SynthEcg, fs_hz: int) -> list[str]:
     masks = ecg.masks_at(fs_hz)
+    columns = (masks.label.tolist(), masks.lead.tolist(), masks.start.tolist(), masks.end.tolist())
     return [
         f"{source_path},{label},{CANONICAL_LEADS[lead]},{start},{end}\n"
-        for label, lead, start, end in zip(masks.label, masks.lead, masks.start, masks.end, strict=True)
+        for label, lead, start, end in zip(*columns, strict=True)
     ]
 
 
@@ -116,7 +119,9 @@ def _run_chunk(task: _Task, examples_per_label: int) -> _ChunkResult:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     made.add(path.parent)
                 digital = quantize(ecg.signal_at(record.fs_hz)[record.lead_order], record.gain)
-                result.bytes_written += write_record(path, digital, record.fs_hz, record.gain, record.lead_names, record.base)
+                result.bytes_written += write_record(
+                    path, digital, record.fs_hz, record.gain, record.lead_names, record.base
+                )
                 result.files += 2
                 ann = _annotation_lines(record.source_path, ecg, record.fs_hz)
                 lines[ANNOTATIONS_CSV].extend(ann)
@@ -182,7 +187,15 @@ def target_frequencies(prevalence: dict[str, float | dict[str, float]]) -> dict[
     female = float(cal["female_fraction"])
     for code, target in prevalence.items():
         if isinstance(target, dict):
-            by_sex = {sex: target.get(sex, label_prevalence({"strata": [s for s in cal["strata"] if s["sex"] == sex]}).get(code, 0.0)) for sex in SEXES}
+            by_sex = {
+                sex: target.get(
+                    sex,
+                    label_prevalence({"strata": [s for s in cal["strata"] if s["sex"] == sex]}).get(
+                        code, 0.0
+                    ),
+                )
+                for sex in SEXES
+            }
             out[code] = female * by_sex["female"] + (1.0 - female) * by_sex["male"]
         else:
             out[code] = target
@@ -192,7 +205,9 @@ def target_frequencies(prevalence: dict[str, float | dict[str, float]]) -> dict[
 def _prepare(out: Path, overwrite: bool, layout: Layout) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(f"output folder {out} is not empty; choose an empty or new folder (or overwrite=True)")
+            raise ValueError(
+                f"output folder {out} is not empty; choose an empty or new folder (or overwrite=True)"
+            )
         for name in ("records100", "records500", "files", "preview"):
             shutil.rmtree(out / name, ignore_errors=True)
         for name in (*layout.index_files, ANNOTATIONS_CSV, PTBXL_STATEMENTS_CSV, SUMMARY_JSON):

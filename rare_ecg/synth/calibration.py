@@ -66,7 +66,11 @@ def derive_calibration(database_csv: Path) -> dict[str, Any]:
         "visits_hist": [visits.get(k, 0) for k in range(1, MAX_VISITS + 1)],
         "age_bands": [list(b) for b in AGE_BANDS],
         "strata": [
-            {"sex": sex, "band": band, "combos": dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))}
+            {
+                "sex": sex,
+                "band": band,
+                "combos": dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))),
+            }
             for (sex, band), counter in sorted(combos.items())
         ],
     }
@@ -95,7 +99,9 @@ def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m rare_ecg.synth.calibration PATH/TO/ptbxl_database.csv")
     out = Path(__file__).with_name(CALIBRATION_FILE)
-    out.write_text(json.dumps(derive_calibration(Path(argv[0])), separators=(",", ":")) + "\n", encoding="utf-8")
+    out.write_text(
+        json.dumps(derive_calibration(Path(argv[0])), separators=(",", ":")) + "\n", encoding="utf-8"
+    )
     print(f"wrote {out}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -22,24 +23,41 @@ def _prevalence(text: str | None) -> dict[str, float | dict[str, float]]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"--prevalence {text!r} is not JSON ({exc.msg}); e.g. '{{\"WPW\": 0.02}}'") from None
+        raise typer.BadParameter(
+            f"--prevalence {text!r} is not JSON ({exc.msg}); e.g. '{{\"WPW\": 0.02}}'"
+        ) from None
     if not isinstance(value, dict):
         raise typer.BadParameter(f"--prevalence {text!r} must be a JSON object of label -> frequency")
     return value
 
 
 def synth_command(
-    out: Path = typer.Option(..., "--out", help="Folder to write the archive into (new or empty)."),
-    patients: int = typer.Option(..., "--patients", help="Number of patients (each has one or more ECGs)."),
-    seed: int = typer.Option(0, "--seed", help="Same seed and options give a byte-identical archive."),
-    fs: int = typer.Option(500, "--fs", help="500: records500 and records100; 100: records100 only."),
-    layout: str = typer.Option("ptbxl", "--layout", help="Archive layout: ptbxl or mimic (500 Hz)."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes (the output does not depend on it)."),
-    preview: bool = typer.Option(False, "--preview", help="Also write PNGs of a few records per label to OUT/preview/."),
-    prevalence: str | None = typer.Option(
-        None, "--prevalence", help='Target label frequencies as JSON, e.g. \'{"WPW": 0.02, "LNGQT": {"female": 0.03}}\'.'
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an archive already in OUT."),
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the archive into (new or empty).")],
+    patients: Annotated[
+        int, typer.Option("--patients", help="Number of patients (each has one or more ECGs).")
+    ],
+    seed: Annotated[
+        int, typer.Option("--seed", help="Same seed and options give a byte-identical archive.")
+    ] = 0,
+    fs: Annotated[
+        int, typer.Option("--fs", help="500: records500 and records100; 100: records100 only.")
+    ] = 500,
+    layout: Annotated[
+        str, typer.Option("--layout", help="Archive layout: ptbxl or mimic (500 Hz).")
+    ] = "ptbxl",
+    workers: Annotated[
+        int, typer.Option("--workers", help="Worker processes (the output does not depend on it).")
+    ] = 1,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Also write PNGs of a few records per label to OUT/preview/.")
+    ] = False,
+    prevalence: Annotated[
+        str | None,
+        typer.Option("--prevalence", help="Target label frequencies as JSON, e.g. '{\"WPW\": 0.02}'."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an archive already in OUT.")
+    ] = False,
 ) -> None:
     """Generate a synthetic 12-lead ECG cohort with rare anomalies and ground-truth masks."""
     try:

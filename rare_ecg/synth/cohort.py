@@ -70,7 +70,9 @@ def visit_counts(seed: int, n_patients: int) -> np.ndarray:
 class LabelSampler:
     """Draws PTB-XL label combinations by sex and age band, with optional prevalence overrides."""
 
-    def __init__(self, targets: PrevalenceTargets | None = None, calibration: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, targets: PrevalenceTargets | None = None, calibration: dict[str, Any] | None = None
+    ) -> None:
         cal = calibration or load_calibration()
         self._strata: dict[tuple[str, int], tuple[list[frozenset[str]], np.ndarray]] = {}
         for stratum in cal["strata"]:
@@ -132,17 +134,27 @@ def plan_patient(
     sex = "female" if rng.uniform() < female_fraction else "male"
     first_age = float(np.searchsorted(age_cdf[sex], rng.uniform(), side="right"))
     fold = int(rng.integers(1, 11))
-    first = FIRST_DATE + timedelta(days=float(rng.uniform(0, DATE_SPAN_DAYS)), hours=float(rng.uniform(7.5, 18)))
+    first = FIRST_DATE + timedelta(
+        days=float(rng.uniform(0, DATE_SPAN_DAYS)), hours=float(rng.uniform(7.5, 18))
+    )
     dates = [first.replace(microsecond=0)]
     for _ in range(n_visits - 1):
         gap = float(rng.lognormal(np.log(VISIT_GAP_MEDIAN_DAYS), 1.0))
-        dates.append((dates[-1] + timedelta(days=max(1.0, gap), hours=float(rng.uniform(-3, 3)))).replace(microsecond=0))
+        dates.append(
+            (dates[-1] + timedelta(days=max(1.0, gap), hours=float(rng.uniform(-3, 3)))).replace(
+                microsecond=0
+            )
+        )
     ages = [min(MAX_AGE, first_age + (d.year - first.year)) for d in dates]
 
     last = sampler.draw(rng, sex, ages[-1])
     chronic = sorted(_chronic(last))
     onset = {
-        code: 0 if rng.uniform() < CHRONIC_FROM_FIRST_VISIT else int(rng.integers(1, n_visits)) if n_visits > 1 else 0
+        code: 0
+        if rng.uniform() < CHRONIC_FROM_FIRST_VISIT
+        else int(rng.integers(1, n_visits))
+        if n_visits > 1
+        else 0
         for code in chronic
     }
     visits = []
@@ -171,4 +183,3 @@ def age_cdfs(calibration: dict[str, Any] | None = None) -> dict[str, np.ndarray]
         hist = np.asarray(cal["age_hist"][sex], dtype=np.float64)
         out[sex] = np.cumsum(hist) / hist.sum()
     return out
-

@@ -54,7 +54,9 @@ class SynthConfig(BaseModel):
     @classmethod
     def _rate(cls, v: int) -> int:
         if v not in SUPPORTED_RATES_HZ:
-            raise ValueError(f"fs={v} Hz is not a rate the generator writes; choose one of {list(SUPPORTED_RATES_HZ)}")
+            raise ValueError(
+                f"fs={v} Hz is not a rate the generator writes; choose one of {list(SUPPORTED_RATES_HZ)}"
+            )
         return v
 
     @field_validator("layout")
@@ -76,7 +78,9 @@ class SynthConfig(BaseModel):
     def _prevalence(cls, v: dict[str, float | dict[str, float]]) -> dict[str, float | dict[str, float]]:
         for code, target in v.items():
             if code not in CATALOGUE:
-                raise ValueError(f"unknown label {code!r} in prevalence; expected SCP-ECG codes such as {list(CATALOGUE)[:8]}")
+                raise ValueError(
+                    f"unknown label {code!r} in prevalence; expected SCP-ECG codes such as {list(CATALOGUE)[:8]}"
+                )
             per_sex = target if isinstance(target, dict) else {"all": target}
             for sex, p in per_sex.items():
                 if sex != "all" and sex not in SEXES:
@@ -88,7 +92,9 @@ class SynthConfig(BaseModel):
     @model_validator(mode="after")
     def _layout_rate(self) -> SynthConfig:
         if self.layout == "mimic" and self.fs_hz != 500:
-            raise ValueError(f"fs={self.fs_hz} Hz with layout 'mimic': MIMIC-IV-ECG stores 500 Hz records only")
+            raise ValueError(
+                f"fs={self.fs_hz} Hz with layout 'mimic': MIMIC-IV-ECG stores 500 Hz records only"
+            )
         return self
 
 

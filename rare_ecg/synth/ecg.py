@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+
 from rare_ecg.synth import anomalies as an
 from rare_ecg.synth.beats import (
     P_ON,
@@ -24,7 +25,6 @@ from rare_ecg.synth.beats import (
     ROLE_SPIKE,
     ROLE_T,
     SPIKE_SIGMA_S,
-    T_END,
     Template,
     VentricularTemplate,
     ectopic_p,
@@ -50,7 +50,6 @@ from rare_ecg.synth.rhythm import (
     PEvent,
     RhythmParams,
     Schedule,
-    VBeat,
     schedule,
 )
 from rare_ecg.synth.waves import DOWER, N_LEADS, WaveTable, concat, lead_matrix, render, unit
@@ -62,6 +61,7 @@ MARGIN_S = 0.2  # synthesised beyond the record on both sides: no decimation edg
 _MARGIN = int(MARGIN_S * FS_HZ)
 _EVENTS_SPAN = (-2.0, 12.0)  # beats are placed over this span so waves at the edges are whole
 _EXTRA_QT_S = {V_PVC: 0.05, V_ESCAPE: 0.06, V_PACED: 0.05}
+MIN_PR_SEGMENT_S = 0.03
 
 # random-stream purposes
 _TRAITS, _VISIT, _LABEL_CHRONIC, _LABEL_VISIT, _NOISE, _RHYTHM, _ECTOPIC, _BEATS = range(8)
@@ -109,7 +109,9 @@ class SynthEcg:
     padded_mv: np.ndarray  # (12, N_SAMPLES + 2 * margin) at 500 Hz
     clean_mv: np.ndarray  # the same without noise
     masks: Masks  # at 500 Hz
-    measurements: dict[str, float]  # true hr_bpm, rr_ms, pr_ms (where P waves conduct), qrs_ms, qt_ms, qtc_ms, axes
+    measurements: dict[
+        str, float
+    ]  # true hr_bpm, rr_ms, pr_ms (where P waves conduct), qrs_ms, qt_ms, qtc_ms, axes
     noise: NoiseReport
     pacing_mode: str
 
@@ -170,14 +172,28 @@ def _code_key(code: str) -> int:
     return zlib.crc32(code.encode())
 
 
-def build_morph(phys: VisitPhysiology, labels: frozenset[str], spec: RecordSpec) -> an.Morph:
-    """The record's P and QRS-T templates with the labels' modifications."""
+def normal_templates(phys: VisitPhysiology) -> tuple[Template, VentricularTemplate]:
+    """The patient's normal P and QRS-T at this visit, before any label changes them."""
     p = sinus_p(phys.p_dur_s, phys.p_amp, np.eye(3))
     v = VentricularTemplate(
-        normal_qrst(phys.qrs_s, phys.qrs_amp, phys.t_amp, phys.qrs_rot, phys.t_rot), phys.qrs_s, qtc_s=phys.qtc_s
+        normal_qrst(phys.qrs_s, phys.qrs_amp, phys.t_amp, phys.qrs_rot, phys.t_rot),
+        phys.qrs_s,
+        qtc_s=phys.qtc_s,
     )
     an.rotate_qrs_frontal(v, phys.axis_deg, t_share=0.8)
-    morph = an.Morph(p, v, phys.qrs_amp, phys.t_amp)
+    return p, v
+
+
+def build_morph(
+    phys: VisitPhysiology,
+    labels: frozenset[str],
+    spec: RecordSpec,
+    normal: tuple[Template, VentricularTemplate] | None = None,
+) -> an.Morph:
+    """The record's P and QRS-T templates with the labels' modifications (``normal``: the
+    normal_templates already built for this visit, copied rather than rebuilt)."""
+    p, v = normal if normal is not None else normal_templates(phys)
+    morph = an.Morph(p.copy(), v.copy(), phys.qrs_amp, phys.t_amp)
 
     def rng_for(code: str) -> np.random.Generator:
         if CATALOGUE[code].chronic:
@@ -199,7 +215,9 @@ class _Beats:
     amp: np.ndarray
 
 
-def _beat_timing(sched: Schedule, v: VentricularTemplate, phys: VisitPhysiology, rng: np.random.Generator) -> _Beats:
+def _beat_timing(
+    sched: Schedule, v: VentricularTemplate, phys: VisitPhysiology, rng: np.random.Generator
+) -> _Beats:
     on = np.array([b.on for b in sched.v])
     kind = np.array([b.kind for b in sched.v], dtype=np.int64)
     if on.size == 0:
@@ -233,7 +251,9 @@ def _ventricular_tables(
     return tables
 
 
-def _atrial_tables(events: list[PEvent], templates: dict[int, Template], only: int | None = None) -> list[WaveTable]:
+def _atrial_tables(
+    events: list[PEvent], templates: dict[int, Template], only: int | None = None
+) -> list[WaveTable]:
     tables = []
     for kind, template in templates.items():
         if only is not None and kind != only:
@@ -247,12 +267,17 @@ def _atrial_tables(events: list[PEvent], templates: dict[int, Template], only: i
 
 def _atrial_activity(atrial: AtrialWaves, t: np.ndarray, leads: np.ndarray) -> np.ndarray:
     if atrial.kind == "fib":
-        x = np.zeros_like(t)
-        for i, (df, ph) in enumerate(((0.0, 0.1), (0.11, 0.47), (-0.13, 0.83))):
-            f = atrial.rate_hz * (1.0 + df)
-            x += (1.0 - 0.3 * i) * np.sin(2 * np.pi * (f * t + ph + atrial.phase))
-        x *= 1.0 + 0.35 * np.sin(2 * np.pi * 0.27 * t + 6.0 * atrial.phase)
-        x *= atrial.amp_mv / 1.6
+        # irregular f waves: the instantaneous rate and the size wander slowly and randomly
+        rate = atrial.rate_hz * (
+            1.0 + sum(d * np.sin(2 * np.pi * f * t + p) for f, d, p in atrial.rate_wobble)
+        )
+        cycles = np.cumsum(rate) * (t[1] - t[0]) + atrial.phase
+        size = 1.0 + sum(d * np.sin(2 * np.pi * f * t + p) for f, d, p in atrial.amp_wobble)
+        x = (
+            atrial.amp_mv
+            * np.clip(size, 0.2, None)
+            * (np.sin(2 * np.pi * cycles) + 0.3 * np.sin(4 * np.pi * cycles))
+        )
         direction = unit([-0.3, 0.4, -0.85])
     else:
         cycle = atrial.rate_hz * t + atrial.phase
@@ -316,18 +341,18 @@ def _spans(
         extent = _p_extent_s(p_template)
         return [(ev.on, ev.on + extent) for ev in sched.p if ev.kind == P_SINUS]
     t_on = _t_onset_offset(v.waves)
-    for i in np.flatnonzero(normal):
-        start = on[i] - v.pre_qrs_s
+    for k in np.flatnonzero(normal):
+        start = on[k] - v.pre_qrs_s
         if kind == "qrs":
-            out.append((start, on[i] + v.qrs_s))
+            out.append((start, on[k] + v.qrs_s))
         elif kind == "qrs_early":
-            out.append((start, on[i] + min(v.qrs_s, 0.5 * v.qrs_s + 0.012)))
+            out.append((start, on[k] + min(v.qrs_s, 0.5 * v.qrs_s + 0.012)))
         elif kind == "delta":
-            out.append((start, on[i] + 0.02))
+            out.append((start, on[k] + 0.02))
         elif kind == "st_t":
-            out.append((on[i] + v.qrs_s, on[i] + qt[i]))
+            out.append((on[k] + v.qrs_s, on[k] + qt[k]))
         elif kind == "t":
-            out.append((max(on[i] + v.qrs_s, on[i] + qt[i] + t_on * stretch[i]), on[i] + qt[i]))
+            out.append((max(on[k] + v.qrs_s, on[k] + qt[k] + t_on * stretch[k]), on[k] + qt[k]))
     return out
 
 
@@ -351,9 +376,13 @@ def synthesize(spec: RecordSpec) -> SynthEcg:
     primary = primary_rhythm(spec.labels)
     phys = visit_physiology(traits, spec.age, spec.sex, primary, spec.labels, visit_rng)
     leads = lead_matrix(placement_jitter(visit_rng, DOWER))
-    morph = build_morph(phys, spec.labels, spec)
+    normal = normal_templates(phys)
+    morph = build_morph(phys, spec.labels, spec, normal)
     v = morph.v
     pr_s = phys.pr_s + morph.pr_extra_s + v.pre_qrs_s
+    if v.pre_qrs_s == 0.0:
+        # conduction leaves a PR segment: a widened P wave (atrial enlargement) lengthens the PR
+        pr_s = max(pr_s, _p_extent_s(morph.p) + MIN_PR_SEGMENT_S)
     params = RhythmParams(phys.hr_bpm, pr_s, phys.rsa, phys.resp_hz, *_EVENTS_SPAN)
     sched = schedule(_rng(spec.seed, spec.patient, _RHYTHM, spec.visit), params, spec.labels)
     beats = _beat_timing(sched, v, phys, _rng(spec.seed, spec.patient, _BEATS, spec.visit))
@@ -369,7 +398,7 @@ def synthesize(spec: RecordSpec) -> SynthEcg:
     noise, report = electrode_noise(
         _rng(spec.seed, spec.patient, _NOISE, spec.visit), n, FS_HZ, spec.mains_hz, phys.resp_hz
     )
-    masks = _masks(spec, phys, sched, beats, morph, pr_s, leads)
+    masks = _masks(spec, phys, sched, beats, morph, normal, pr_s, leads)
     return SynthEcg(
         spec=spec,
         padded_mv=clean + noise,
@@ -396,11 +425,16 @@ def _ventricular_kinds(
     if V_PACED in present:
         rng = _rng(spec.seed, spec.patient, _ECTOPIC, V_PACED)
         lead_tip = unit([0.45, -0.75, 0.5])  # right-ventricular apex: superior axis, LBBB-like
-        kinds[V_PACED] = (wide_complex(lead_tip, 1.4 * phys.qrs_amp, 0.16, rng, spike=traits.pacing_spike), 0.16)
+        kinds[V_PACED] = (
+            wide_complex(lead_tip, 1.4 * phys.qrs_amp, 0.16, rng, spike=traits.pacing_spike),
+            0.16,
+        )
     return kinds
 
 
-def _atrial_kinds(traits: Traits, phys: VisitPhysiology, p: Template, present: set[int]) -> dict[int, Template]:
+def _atrial_kinds(
+    traits: Traits, phys: VisitPhysiology, p: Template, present: set[int]
+) -> dict[int, Template]:
     kinds = {P_SINUS: p}
     if P_ECTOPIC in present:
         kinds[P_ECTOPIC] = ectopic_p(phys.p_dur_s, phys.p_amp, traits.ectopic_p)
@@ -424,11 +458,13 @@ def _masks(
     sched: Schedule,
     beats: _Beats,
     morph: an.Morph,
+    normal: tuple[Template, VentricularTemplate],
     pr_s: float,
     leads: np.ndarray,
 ) -> Masks:
     rows: list[tuple[str, int, int, int]] = []
     rr = 60.0 / phys.hr_bpm
+    labelled: np.ndarray | None = None  # one beat with all the record's labels, rendered once
     for code in sorted(spec.labels):
         rule = CATALOGUE[code]
         if not rule.spans:
@@ -441,8 +477,11 @@ def _masks(
         if rule.leads == "all":
             lead_ids = list(range(N_LEADS))
         else:
-            without = build_morph(phys, spec.labels - {code}, spec)
-            peak = _lead_peaks(rule.spans, morph, without, pr_s, rr, leads)
+            without = build_morph(phys, spec.labels - {code}, spec, normal)
+            if labelled is None:
+                labelled = _one_beat(morph, pr_s, rr, leads)
+            diff = np.abs(labelled - _one_beat(without, pr_s, rr, leads))
+            peak = _lead_peaks(diff, rule.spans, morph, pr_s, rr)
             threshold = max(MASK_MIN_MV, MASK_REL_FRACTION * float(peak.max()))
             lead_ids = [int(i) for i in np.flatnonzero(peak >= threshold)]
         rows.extend((code, lead, s, e) for lead in lead_ids for s, e in spans)
@@ -452,21 +491,24 @@ def _masks(
 _BEAT_AT_S = 0.5  # QRS onset of the representative beat inside its 1.4 s window
 
 
+def _one_beat(m: an.Morph, pr_s: float, rr_s: float, leads: np.ndarray) -> np.ndarray:
+    """(12, 1.4 s) clean render of one P-QRS-T of morphology ``m``, QRS onset at _BEAT_AT_S."""
+    qt = float(qt_s(m.v.qtc_s * m.v.qt_scale, rr_s)) + m.v.qt_extra_s
+    beat = _Beats(
+        np.array([_BEAT_AT_S]), np.array([V_NORMAL]), np.array([qt]), np.array([np.cbrt(rr_s)]), np.ones(1)
+    )
+    tables = _ventricular_tables(beat, {V_NORMAL: (m.v.waves, m.v.qrs_s)}, pr_s)
+    tables += _atrial_tables([PEvent(_BEAT_AT_S - pr_s, P_SINUS)], {P_SINUS: m.p})
+    return render(concat(tables), FS_HZ, int(1.4 * FS_HZ), 0.0, leads)
+
+
 def _lead_peaks(
-    kinds: tuple[str, ...], a: an.Morph, b: an.Morph, pr_s: float, rr_s: float, leads: np.ndarray
+    diff: np.ndarray, kinds: tuple[str, ...], a: an.Morph, pr_s: float, rr_s: float
 ) -> np.ndarray:
-    """(12,) largest |difference| between one beat with morphology ``a`` and one with ``b`` (same
-    timing), inside the label's span kinds: which leads the label visibly changes. Every beat of a
-    record differs the same way up to a few percent of respiratory amplitude modulation."""
-    fs, n = FS_HZ, int(1.4 * FS_HZ)
-    on = np.array([_BEAT_AT_S])
-    diff = np.zeros((N_LEADS, n))
-    for m, sign in ((a, 1.0), (b, -1.0)):
-        qt = float(qt_s(m.v.qtc_s * m.v.qt_scale, rr_s)) + m.v.qt_extra_s
-        beat = _Beats(on, np.array([V_NORMAL]), np.array([qt]), np.array([np.cbrt(rr_s)]), np.ones(1))
-        tables = _ventricular_tables(beat, {V_NORMAL: (m.v.waves, m.v.qrs_s)}, pr_s)
-        tables += _atrial_tables([PEvent(_BEAT_AT_S - pr_s, P_SINUS)], {P_SINUS: m.p})
-        diff += sign * render(concat(tables), fs, n, 0.0, leads)
+    """(12,) largest ``diff`` (|one beat with the label - one beat without it|, same timing) inside
+    the label's span kinds: which leads the label visibly changes. Every beat of a record differs
+    the same way up to a few percent of respiratory amplitude modulation."""
+    fs, n = FS_HZ, diff.shape[1]
     v = a.v
     qt = float(qt_s(v.qtc_s * v.qt_scale, rr_s)) + v.qt_extra_s
     start = _BEAT_AT_S - v.pre_qrs_s
@@ -512,7 +554,13 @@ def _measurements(
         out["hr_bpm"] = 60.0 / rr
     v = morph.v
     normal = visible & (beats.kind == V_NORMAL)
-    dominant = V_NORMAL if normal.any() else int(np.bincount(beats.kind[visible]).argmax()) if visible.any() else V_NORMAL
+    dominant = (
+        V_NORMAL
+        if normal.any()
+        else int(np.bincount(beats.kind[visible]).argmax())
+        if visible.any()
+        else V_NORMAL
+    )
     template, qrs_s = v_kinds[dominant]
     sel = visible & (beats.kind == dominant)
     pre = v.pre_qrs_s if dominant == V_NORMAL else 0.0
@@ -521,7 +569,11 @@ def _measurements(
         out["qt_ms"] = 1000.0 * float(np.median(beats.qt[sel]) + pre)
         if "rr_ms" in out:
             out["qtc_ms"] = out["qt_ms"] / np.sqrt(out["rr_ms"] / 1000.0)
-    prs = [b.on - pre - b.p.on for b in sched.v if b.kind == V_NORMAL and b.p is not None and 0 <= b.on < DURATION_S]
+    prs = [
+        b.on - pre - b.p.on
+        for b in sched.v
+        if b.kind == V_NORMAL and b.p is not None and 0 <= b.on < DURATION_S
+    ]
     if prs and dominant == V_NORMAL:
         out["pr_ms"] = 1000.0 * float(np.median(prs))
         out["p_ms"] = 1000.0 * _p_extent_s(morph.p)

@@ -40,7 +40,9 @@ class LabelSpec:
     chronic: bool  # once present it stays at later visits (onset at a later visit possible)
 
 
-def _spec(code: str, statement: str, spans: str, leads: LeadRule = "affected", chronic: bool = False) -> LabelSpec:
+def _spec(
+    code: str, statement: str, spans: str, leads: LeadRule = "affected", chronic: bool = False
+) -> LabelSpec:
     kinds = spans.split()
     unknown = [k for k in kinds if k not in get_args(SpanKind)]
     if unknown:
@@ -120,7 +122,6 @@ _SPECS = (
     _spec("STD_", "Nonspecific ST depression", "st_t"),
     _spec("NST_", "Nonspecific ST abnormality", "st_t"),
     _spec("NDT", "Nonspecific T wave abnormality", "t"),
-    # mimic_report_rules.csv has no statement for NT_: this one maps to NDT there (reported upstream)
     _spec("NT_", "T wave changes, nonspecific", "t"),
     _spec("TAB_", "T wave abnormality", "t"),
     _spec("INVT", "T wave inversion", "t"),
@@ -172,7 +173,9 @@ def check_codes(codes: Iterable[str], where: str) -> None:
     """Raise ValueError naming the first code that is not an SCP-ECG statement the generator knows."""
     for code in codes:
         if code not in CATALOGUE:
-            raise ValueError(f"{where}: unknown label {code!r}; expected one of the 71 SCP-ECG codes {list(CATALOGUE)}")
+            raise ValueError(
+                f"{where}: unknown label {code!r}; expected one of the 71 SCP-ECG codes {list(CATALOGUE)}"
+            )
 
 
 def resolve(codes: Iterable[str]) -> frozenset[str]:

@@ -111,7 +111,9 @@ class PtbxlLayout:
     def __init__(self, fs_hz: int) -> None:
         self.fs_hz = fs_hz
         self.rates = (500, 100) if fs_hz == 500 else (100,)
-        self._diagnostic = {code: row.get("diagnostic", "") == "1.0" for code, row in scp_statements().items()}
+        self._diagnostic = {
+            code: row.get("diagnostic", "") == "1.0" for code, row in scp_statements().items()
+        }
 
     def headers(self) -> dict[str, str]:
         return {PTBXL_DATABASE_CSV: csv_line(PTBXL_COLUMNS)}
@@ -119,11 +121,16 @@ class PtbxlLayout:
     @staticmethod
     def _path(ecg_id: int, fs_hz: int) -> str:
         folder = f"{ecg_id // 1000 * 1000:05d}"
-        return f"records500/{folder}/{ecg_id:05d}_hr" if fs_hz == 500 else f"records100/{folder}/{ecg_id:05d}_lr"
+        return (
+            f"records500/{folder}/{ecg_id:05d}_hr" if fs_hz == 500 else f"records100/{folder}/{ecg_id:05d}_lr"
+        )
 
     def record_files(self, patient: Patient, visit: Visit) -> list[RecordFile]:
         order = list(range(len(CANONICAL_LEADS)))
-        return [RecordFile(self._path(visit.ecg_id, fs), fs, PTBXL_GAIN, PTBXL_LEADS, order, None) for fs in self.rates]
+        return [
+            RecordFile(self._path(visit.ecg_id, fs), fs, PTBXL_GAIN, PTBXL_LEADS, order, None)
+            for fs in self.rates
+        ]
 
     def patient_rows(self, patient: Patient) -> dict[str, str]:
         return {}
@@ -133,7 +140,13 @@ class PtbxlLayout:
         scp = "{" + ", ".join(f"'{c}': {100.0 if self._diagnostic.get(c) else 0.0}" for c in codes) + "}"
         report = ". ".join(scp_statements()[c]["description"] for c in codes) + "."
         noise = ecg.noise
-        extra = "VES" if {"PVC", "BIGU", "TRIGU"} & visit.labels else "SVES" if {"PAC", "SVARR"} & visit.labels else ""
+        extra = (
+            "VES"
+            if {"PVC", "BIGU", "TRIGU"} & visit.labels
+            else "SVES"
+            if {"PAC", "SVARR"} & visit.labels
+            else ""
+        )
         row = [
             visit.ecg_id,
             f"{float(patient.index + 1):.1f}",
@@ -202,7 +215,9 @@ class MimicLayout:
 
     def record_files(self, patient: Patient, visit: Visit) -> list[RecordFile]:
         order = [CANONICAL_LEADS.index(name) for name in MIMIC_LEADS]
-        return [RecordFile(self._path(patient, visit), 500, MIMIC_GAIN, MIMIC_LEADS, order, self.ecg_time(visit))]
+        return [
+            RecordFile(self._path(patient, visit), 500, MIMIC_GAIN, MIMIC_LEADS, order, self.ecg_time(visit))
+        ]
 
     def patient_rows(self, patient: Patient) -> dict[str, str]:
         first = patient.visits[0]

@@ -49,13 +49,13 @@ def electrode_noise(
     wander_amp = float(rng.lognormal(np.log(0.03), 0.7))
     wander = np.zeros((_N_EL, 3), dtype=np.complex128)
     for j, f in enumerate((resp_hz, float(rng.uniform(0.03, 0.4)), float(rng.uniform(0.03, 0.4)))):
-        k = max(1, int(round(f / df)))
+        k = max(1, round(f / df))
         coef = wander_amp * rng.normal(0.0, 1.0, _N_EL) * np.exp(1j * rng.uniform(0, 2 * np.pi, _N_EL))
         spec[:, k] += to_amp * coef
         wander[:, j] = coef
 
     if rng.uniform() < 0.35:
-        k = int(round(mains_hz / df))
+        k = round(mains_hz / df)
         if k < n_bins - 1:
             # common-mode pickup cancels in every lead; the electrode-to-electrode differences remain
             amp = float(rng.uniform(0.0, 0.015)) * rng.uniform(0.2, 1.0, _N_EL)

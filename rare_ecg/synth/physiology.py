@@ -4,7 +4,7 @@ Traits are z-scores drawn once per patient, so the same person's ECGs look alike
 age moves the population means. Population means and spreads (resting adults, ours, from textbook
 reference ranges, then adjusted so the intervals detector reads the same distributions on synthetic
 records as on the PTB-XL sample): heart rate about 69 bpm, a little higher in women and lower with
-age; PR about 150 ms, lengthening with age; QRS about 90 ms, about 6 ms shorter in women;
+age; PR about 146 ms, lengthening with age; QRS about 90 ms, about 6 ms shorter in women;
 Fridericia-corrected QT about 398 ms in men and 411 ms in women, lengthening with age; frontal QRS
 axis about +40 degrees, turning left with age; QRS voltage lower in women and with age. Each rhythm label constrains the rate
 to its definition (sinus bradycardia under 60 bpm, tachycardia over 100, ...), with margins so a
@@ -135,7 +135,7 @@ def visit_physiology(
     if "2AVB" in labels or "3AVB" in labels:
         hr = max(hr, 65.0)  # the atrial rate stays normal; the ventricles are the slow ones
 
-    pr_ms = 150.0 + 0.3 * a + 16.0 * traits.z_pr + 4.0 * float(rng.normal())
+    pr_ms = 146.0 + 0.3 * a + 16.0 * traits.z_pr + 4.0 * float(rng.normal())
     if "1AVB" in labels:
         pr_ms = 235.0 + 25.0 * abs(traits.z_pr) + 5.0 * float(rng.normal())
         pr_ms = float(np.clip(pr_ms, 222.0, 330.0))
@@ -147,9 +147,13 @@ def visit_physiology(
         pr_ms = _within(pr_ms, 124.0, 196.0, rng, 10.0)
 
     qrs_ms = _within((90.0 - (6.0 if female else 0.0)) + 7.0 * traits.z_qrs, 74.0, 104.0, rng, 5.0)
-    qtc_ms = _within((398.0 + (13.0 if female else 0.0)) + 0.35 * a + 13.0 * traits.z_qtc, 365.0, 445.0, rng, 8.0)
+    qtc_ms = _within(
+        (398.0 + (13.0 if female else 0.0)) + 0.35 * a + 13.0 * traits.z_qtc, 365.0, 445.0, rng, 8.0
+    )
     axis = float(np.clip(AXIS_MEAN_DEG - 0.45 * a + 20.0 * traits.z_axis, -25.0, 88.0))
-    qrs_amp = QRS_SCALE * float(np.exp(0.2 * traits.z_qrs_amp)) * (1.0 - 0.005 * a) * (0.88 if female else 1.0)
+    qrs_amp = (
+        QRS_SCALE * float(np.exp(0.2 * traits.z_qrs_amp)) * (1.0 - 0.005 * a) * (0.88 if female else 1.0)
+    )
     t_amp = T_SCALE * float(np.exp(0.2 * traits.z_t_amp)) * (0.9 if female else 1.0) * (1.0 - 0.003 * a)
     p_amp = float(np.exp(0.2 * traits.z_p_amp))
     p_dur = float(np.clip(96.0 + 9.0 * traits.z_p_dur, 76.0, 114.0)) / 1000.0

@@ -9,11 +9,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from rare_ecg.signals.leads import CANONICAL_LEADS  # noqa: E402
-from rare_ecg.synth.ecg import FS_HZ, RecordSpec, SynthEcg, synthesize  # noqa: E402
+from rare_ecg.signals.leads import CANONICAL_LEADS
+from rare_ecg.synth.ecg import FS_HZ, RecordSpec, SynthEcg, synthesize
 
 
 def plot_record(ecg: SynthEcg, label: str, title: str, path: Path, fs_hz: int = FS_HZ) -> None:
@@ -44,7 +44,9 @@ def write_previews(folder: Path, examples: dict[str, list[tuple[str, RecordSpec]
         for n, (source_path, spec) in enumerate(examples[label]):
             ecg = synthesize(spec)
             name = f"{label.replace('/', '-').replace('(', '').replace(')', '')}_{n + 1}.png"
-            title = f"{label} in {source_path} ({layout}); labels {', '.join(sorted(spec.labels))}; mask in red"
+            title = (
+                f"{label} in {source_path} ({layout}); labels {', '.join(sorted(spec.labels))}; mask in red"
+            )
             plot_record(ecg, label, title, folder / name)
             written.append(name)
     return written

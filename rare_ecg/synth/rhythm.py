@@ -10,6 +10,7 @@ and no P; flutter gives regular flutter waves conducted 2:1 to 4:1; pacing gives
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,9 @@ from rare_ecg.synth.labels import primary_rhythm
 V_NORMAL, V_PVC, V_PACED, V_ESCAPE = 0, 1, 2, 3
 P_SINUS, P_ECTOPIC, P_RETRO, P_PACED = 0, 1, 2, 3
 VISIBLE = (0.0, 10.0)
-_GRID_HZ = 500  # the synthesis rate  # the record's time span (s); events are generated beyond it so edges are whole
+_GRID_HZ = (
+    500  # the synthesis rate  # the record's time span (s); events are generated beyond it so edges are whole
+)
 
 
 @dataclass(eq=False)
@@ -47,6 +50,10 @@ class AtrialWaves:
     rate_hz: float
     amp_mv: float
     phase: float
+    # fibrillation: slow random modulations of the f-wave rate and amplitude, (frequency Hz,
+    # depth, phase) each; real f waves change cycle length and size from one wave to the next
+    rate_wobble: tuple[tuple[float, float, float], ...] = ()
+    amp_wobble: tuple[tuple[float, float, float], ...] = ()
 
 
 @dataclass
@@ -76,7 +83,9 @@ def sinus_times(rng: np.random.Generator, hr_bpm: float, rsa: float, resp_hz: fl
     out = []
     while t < t_hi:
         out.append(t)
-        t += rr0 * (1.0 + rsa * np.sin(2 * np.pi * resp_hz * t + phase)) * (1.0 + jitter * float(rng.normal()))
+        t += (
+            rr0 * (1.0 + rsa * np.sin(2 * np.pi * resp_hz * t + phase)) * (1.0 + jitter * float(rng.normal()))
+        )
     return out
 
 
@@ -85,7 +94,7 @@ def _premature_targets(rng: np.random.Generator, count: int, lo: float = 0.8, hi
     if count <= 0:
         return []
     edges = np.linspace(lo, hi, count + 1)
-    return [float(rng.uniform(a + 0.2, max(a + 0.3, b - 1.8))) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [float(rng.uniform(a + 0.2, max(a + 0.3, b - 1.8))) for a, b in itertools.pairwise(edges)]
 
 
 def atrial_sinus(rng: np.random.Generator, p: RhythmParams, labels: frozenset[str]) -> list[PEvent]:
@@ -104,7 +113,11 @@ def atrial_sinus(rng: np.random.Generator, p: RhythmParams, labels: frozenset[st
     t = p.t_lo - float(rng.uniform(0.0, rr0))
     while t < p.t_hi:
         events.append(PEvent(t, P_SINUS))
-        rr = rr0 * (1.0 + p.rsa * np.sin(2 * np.pi * p.resp_hz * t + phase)) * (1.0 + 0.012 * float(rng.normal()))
+        rr = (
+            rr0
+            * (1.0 + p.rsa * np.sin(2 * np.pi * p.resp_hz * t + phase))
+            * (1.0 + 0.012 * float(rng.normal()))
+        )
         if plan and t >= plan[0][0]:
             _, tag, run = plan.pop(0)
             tp = t + rr * float(rng.uniform(0.58, 0.75))
@@ -118,7 +131,9 @@ def atrial_sinus(rng: np.random.Generator, p: RhythmParams, labels: frozenset[st
     return events
 
 
-def conduct(rng: np.random.Generator, events: list[PEvent], p: RhythmParams, labels: frozenset[str]) -> list[VBeat]:
+def conduct(
+    rng: np.random.Generator, events: list[PEvent], p: RhythmParams, labels: frozenset[str]
+) -> list[VBeat]:
     """QRS complexes for the P waves the AV node lets through."""
     beats: list[VBeat] = []
     if "2AVB" in labels:
@@ -162,8 +177,23 @@ def fibrillation(rng: np.random.Generator, p: RhythmParams) -> tuple[list[VBeat]
     while t < p.t_hi:
         beats.append(VBeat(t, V_NORMAL))
         t += max(0.3, rr_mean * float(rng.lognormal(-0.5 * sigma**2, sigma)))
-    waves = AtrialWaves("fib", float(rng.uniform(5.0, 8.0)), float(rng.uniform(0.03, 0.1)), float(rng.uniform(0, 1)))
-    return beats, waves
+    return beats, fibrillatory_waves(rng, float(rng.uniform(0.03, 0.1)))
+
+
+def fibrillatory_waves(rng: np.random.Generator, amp_mv: float) -> AtrialWaves:
+    def wobble(depth: float) -> tuple[tuple[float, float, float], ...]:
+        return tuple(
+            (
+                float(rng.uniform(0.3, 2.5)),
+                depth * float(rng.uniform(0.5, 1.0)),
+                float(rng.uniform(0, 2 * np.pi)),
+            )
+            for _ in range(3)
+        )
+
+    return AtrialWaves(
+        "fib", float(rng.uniform(5.0, 8.0)), amp_mv, float(rng.uniform(0, 1)), wobble(0.2), wobble(0.4)
+    )
 
 
 def flutter(rng: np.random.Generator, p: RhythmParams) -> tuple[list[VBeat], AtrialWaves]:
@@ -275,7 +305,7 @@ def schedule(rng: np.random.Generator, p: RhythmParams, labels: frozenset[str]) 
         sched.v, sched.p = paced(rng, p, sched)
         if sched.pacing_mode == "VVI" and rng.uniform() < 0.6:
             # single-chamber pacing is chosen for patients in permanent AF: fine f waves remain
-            sched.atrial = AtrialWaves("fib", float(rng.uniform(5, 7.5)), float(rng.uniform(0.02, 0.05)), 0.0)
+            sched.atrial = fibrillatory_waves(rng, float(rng.uniform(0.02, 0.05)))
     else:
         sched.p = atrial_sinus(rng, p, labels)
         if "3AVB" in labels:
@@ -300,7 +330,9 @@ def _paroxysm(rng: np.random.Generator, sched: Schedule, p: RhythmParams, labels
     end = float(rng.uniform(start + 2.5, 11.0)) if rng.uniform() < 0.5 else p.t_hi
     before = [b for b in sched.v if b.on < start]
     first_t = (before[-1].on if before else start) + float(rng.uniform(0.32, 0.4))
-    run, retro = supraventricular_tachycardia(rng, first_t, min(end, p.t_hi), float(rng.uniform(160, 210)), "PSVT")
+    run, retro = supraventricular_tachycardia(
+        rng, first_t, min(end, p.t_hi), float(rng.uniform(160, 210)), "PSVT"
+    )
     if not run:
         return
     for b in run:

@@ -78,7 +78,9 @@ class WaveTable:
         return len(self.t0)
 
 
-def _bumps(table: WaveTable, fs_hz: float, n: int, t_start: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bumps(
+    table: WaveTable, fs_hz: float, n: int, t_start: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample indices, bump values and owning wave of every (wave, sample) pair inside the record."""
     gauss = table.shape == GAUSS
     lo_t = np.where(gauss, table.t0 - _GAUSS_REACH * table.s0, table.t0 - _PLATEAU_REACH * table.s0)

@@ -37,7 +37,9 @@ def header_text(
     gain_text = f"{gain:.1f}" if float(gain).is_integer() else repr(float(gain))
     lines = [record]
     for i, lead in enumerate(lead_names):
-        lines.append(f"{name}.dat 16 {gain_text}(0)/mV 16 0 {int(digital[i, 0])} {int(checksums[i])} 0 {lead}")
+        lines.append(
+            f"{name}.dat 16 {gain_text}(0)/mV 16 0 {int(digital[i, 0])} {int(checksums[i])} 0 {lead}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,7 @@ the ground-truth masks sit where the anomaly is."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -132,8 +133,10 @@ RULES: dict[str, Callable[[Record], bool]] = {
     "1AVB": lambda r: r.d.pr_ms > 200,
     "LPR": lambda r: r.d.pr_ms > 200,
     # a dropped beat (pause), or 2:1 block (twice as many P waves as QRS complexes)
-    "2AVB": lambda r: (np.max(r.rr) > 1.5 * np.min(r.rr) and r.atrial_peaks() > len(r.d.r_peaks))
-    or r.atrial_peaks() >= 1.6 * len(r.d.r_peaks),
+    "2AVB": lambda r: (
+        (np.max(r.rr) > 1.5 * np.min(r.rr) and r.atrial_peaks() > len(r.d.r_peaks))
+        or r.atrial_peaks() >= 1.6 * len(r.d.r_peaks)
+    ),
     "3AVB": lambda r: r.d.hr_bpm < 58 and r.atrial_peaks() >= 1.3 * len(r.d.r_peaks),
     "WPW": lambda r: r.d.pr_ms < 120 and r.d.qrs_ms >= 110,
     "IRBBB": lambda r: 100 <= r.d.qrs_ms < 125 and _terminal_v1(r) > 0.1,
@@ -160,13 +163,16 @@ RULES: dict[str, Callable[[Record], bool]] = {
     "AMI": lambda r: _q_waves(r, Q_LEADS["anterior"]) >= 2,
     "ALMI": lambda r: _q_waves(r, Q_LEADS["anterolateral"]) >= 2,
     "LMI": lambda r: _q_waves(r, Q_LEADS["lateral"]) >= 2,
-    "PMI": lambda r: r.m.r_mv[LEAD["V2"]] > -r.m.s_mv[LEAD["V2"]] or r.m.r_mv[LEAD["V1"]] > -r.m.s_mv[LEAD["V1"]],
+    # posterior infarct, seen from the front: a tall R (R > S) in V1
+    "PMI": lambda r: r.m.r_mv[LEAD["V1"]] > -min(r.m.s_mv[LEAD["V1"]], r.m.q_mv[LEAD["V1"]]),
     "INJAS": lambda r: _st_elevation(r, TERRITORY_LEADS["anteroseptal"]) >= 2,
     "INJAL": lambda r: _st_elevation(r, TERRITORY_LEADS["anterolateral"]) >= 2,
     "INJIN": lambda r: _st_elevation(r, TERRITORY_LEADS["inferior"]) >= 2,
     "INJLA": lambda r: _st_elevation(r, TERRITORY_LEADS["lateral"]) >= 2,
     "INJIL": lambda r: _st_elevation(r, TERRITORY_LEADS["inferolateral"]) >= 2,
-    "ANEUR": lambda r: _st_elevation(r, ("V1", "V2", "V3", "V4")) >= 2 and _q_waves(r, ("V1", "V2", "V3", "V4")) >= 1,
+    "ANEUR": lambda r: (
+        _st_elevation(r, ("V1", "V2", "V3", "V4")) >= 2 and _q_waves(r, ("V1", "V2", "V3", "V4")) >= 1
+    ),
     # Brugada type 1: coved ST elevation >= 0.2 mV descending into a negative terminal T in V1 or V2
     "STE_": lambda r: any(r.m.st_mv[LEAD[n]] >= 0.2 and _terminal_t(r, n) < 0 for n in ("V1", "V2")),
     "ISCAL": lambda r: _ischemic(r, "anterolateral"),
@@ -180,18 +186,23 @@ RULES: dict[str, Callable[[Record], bool]] = {
     "LNGQT": lambda r: r.d.qtc_ms > 460,
     # tall, narrow, peaked T (real normal T waves are 86-132 ms wide at half height, 5th-90th percentile)
     "EL": lambda r: float(np.abs(r.m.t_mv[6:]).max()) >= 0.9 and _t_width_ms(r) < 80,
-    "INVT": lambda r: _count(r.m.t_mv, tuple(n for n in CANONICAL_LEADS if n != "aVR"), lambda t: t < -0.1) >= 3,
+    "INVT": lambda r: (
+        _count(r.m.t_mv, tuple(n for n in CANONICAL_LEADS if n != "aVR"), lambda t: t < -0.1) >= 3
+    ),
 }
 
 
 def _flutter_hz(r: Record) -> float:
-    """Dominant frequency (Hz) of the inferior leads' activity, if it is a flutter rate (F waves at
-    230-360/min stand out of the spectrum; QRS-T energy spreads over the heart rate's harmonics)."""
-    y = bandpass(r.x, FS)[[LEAD["II"], LEAD["aVF"]]].sum(axis=0)
-    f, p = sps.welch(y, FS, nperseg=2 * FS)
-    band = (f >= 2.0) & (f <= 10.0)
-    peak = float(f[band][np.argmax(p[band])])
-    return peak if 3.8 <= peak <= 6.0 and p[band].max() > 5 * np.median(p[band]) else 0.0
+    """Dominant frequency (Hz) of the inferior leads' atrial activity, if it is a flutter rate: F waves
+    at 230-360/min stand out of the spectrum of the signal, or of what is left once the QRS-T
+    complexes are cancelled (with variable conduction the QRS harmonics dominate the raw spectrum)."""
+    for x in (bandpass(r.x, FS), r.residual()):
+        f, p = sps.welch(x[[LEAD["II"], LEAD["aVF"]]].sum(axis=0), FS, nperseg=2 * FS)
+        band = (f >= 2.0) & (f <= 10.0)
+        peak = float(f[band][np.argmax(p[band])])
+        if 3.8 <= peak <= 6.0 and p[band].max() > 4 * np.median(p[band]):
+            return peak
+    return 0.0
 
 
 def _run_of_tachycardia(r: Record) -> bool:
@@ -213,7 +224,7 @@ def _pacing_spikes(r: Record) -> int:
 def _alternating(r: Record, period: int) -> bool:
     """Every ``period``-th beat is a premature wide beat, at least twice in a row."""
     prem = [i for i in r.premature() if r.wide(i)]
-    return len(prem) >= 2 and all(b - a == period for a, b in zip(prem[:-1], prem[1:], strict=True))
+    return len(prem) >= 2 and all(b - a == period for a, b in itertools.pairwise(prem))
 
 
 def _terminal_t(r: Record, lead: str) -> float:
@@ -311,3 +322,117 @@ def test_rule_finds_the_pattern_and_not_in_normal_records(code: str, normals: li
 
 def test_rare_labels_are_covered(normals: list[Record]) -> None:
     assert len(RARE) >= 30
+
+
+# --- ground-truth masks sit where the anomaly is ---------------------------------------------------
+
+# Morphology labels that leave the timing alone: the record with the label minus the same record
+# without it (same patient, visit, noise) is the anomaly itself.
+_TIMING = {"WPW", "LAO/LAE", "DIG"}  # these also move the QRS relative to the P wave (PR changes)
+MORPHOLOGY = sorted(c for c, s in CATALOGUE.items() if s.spans and s.leads == "affected" and c not in _TIMING)
+
+
+def _mask_array(ecg: SynthEcg, code: str, fs: int = FS) -> np.ndarray:
+    masks = ecg.masks_at(fs)
+    out = np.zeros((12, ecg.signal_at(fs).shape[1]), dtype=bool)
+    for lead, start, end in zip(masks.lead[masks.label == code], masks.start[masks.label == code],
+                                masks.end[masks.label == code], strict=True):  # fmt: skip
+        out[lead, start:end] = True
+    return out
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("code", MORPHOLOGY)
+def test_morphology_mask_holds_the_anomaly(code: str) -> None:
+    """At least 85% of the squared difference the label makes lies inside its mask, and the mask is
+    not the whole record (it picks leads and segments)."""
+    spec = RecordSpec(21, 3, 0, "male", 60.0, resolve({"SR", code}))
+    with_label = synthesize(spec)
+    without = synthesize(RecordSpec(21, 3, 0, "male", 60.0, resolve({"SR"})))
+    diff2 = (with_label.signal_at(FS) - without.signal_at(FS)) ** 2
+    mask = _mask_array(with_label, code)
+    inside = float(diff2[mask].sum()) / float(diff2.sum())
+    assert inside >= 0.85, f"{code}: only {inside:.0%} of the change is inside the mask"
+    assert mask.mean() < 0.6, f"{code}: the mask covers {mask.mean():.0%} of the record"
+
+
+def _onsets(r: Record) -> np.ndarray:
+    """Each beat's QRS onset, from the median beat's onset relative to the R peak."""
+    d = r.d
+    assert d.qrs_onset is not None
+    return d.r_peaks - (d.r_index - d.qrs_onset)
+
+
+def _spans(ecg: SynthEcg, code: str, lead: int = 0) -> list[tuple[int, int]]:
+    m = ecg.masks
+    sel = (m.label == code) & (m.lead == lead)
+    return list(zip(m.start[sel].tolist(), m.end[sel].tolist(), strict=True))
+
+
+def _inside(sample: int, spans: list[tuple[int, int]]) -> bool:
+    return any(s <= sample < e for s, e in spans)
+
+
+def test_wpw_mask_starts_at_the_delta_wave() -> None:
+    r = _record("WPW", 31, 5)
+    spans = _spans(r.ecg, "WPW", int(np.argmax([len(_spans(r.ecg, "WPW", i)) for i in range(12)])))
+    onsets = [o for o in _onsets(r) if 0.3 * FS < o < 9.7 * FS]
+    assert spans and onsets
+    for o in onsets:
+        nearest = min(spans, key=lambda s: abs(s[0] - o))
+        assert abs(nearest[0] - o) <= 0.02 * FS, f"delta mask starts {nearest[0]}, QRS onset {o}"
+        assert nearest[1] - nearest[0] <= 0.1 * FS
+
+
+@pytest.mark.parametrize("code", ["PVC", "BIGU", "PAC", "SVARR"])
+def test_ectopic_beat_masks_cover_the_premature_beats(code: str) -> None:
+    r = _record(code, 32, 6, age=62.0)
+    spans = _spans(r.ecg, code)
+    premature = [int(r.d.r_peaks[i]) for i in r.premature()]
+    regular = [int(p) for i, p in enumerate(r.d.r_peaks) if i not in set(r.premature().tolist())]
+    assert premature
+    assert all(_inside(p, spans) for p in premature), f"{code}: a premature beat lies outside the mask"
+    # the beats on time are outside, apart from the one a PAC run or couplet has just reset
+    assert sum(_inside(p, spans) for p in regular) <= 1
+
+
+def test_blocked_p_masks_hold_no_qrs() -> None:
+    r = _record("2AVB", 33, 7)
+    spans = _spans(r.ecg, "2AVB")
+    assert spans
+    assert not any(_inside(int(p), spans) for p in r.d.r_peaks)
+    # each blocked P is followed by a pause: the RR interval around it is the long one
+    long_rr = np.flatnonzero(r.rr > 1.3 * np.min(r.rr))
+    assert len(spans) >= len(long_rr) - 1
+
+
+def test_pr_masks_end_at_the_qrs_onset() -> None:
+    r = _record("1AVB", 34, 8)
+    spans = _spans(r.ecg, "1AVB")
+    ends = np.array([e for _, e in spans])
+    for o in _onsets(r):
+        if 0.5 * FS < o < 9.5 * FS:
+            assert np.min(np.abs(ends - o)) <= 0.025 * FS
+    assert all(e - s >= 0.2 * FS for s, e in spans if s > 0 and e < 10 * FS)  # the prolonged PR
+
+
+def test_paced_beat_masks_cover_every_beat() -> None:
+    r = _record("PACE", 35, 9)
+    spans = _spans(r.ecg, "PACE")
+    assert all(_inside(int(p), spans) for p in r.d.r_peaks if 0.3 * FS < p < 9.7 * FS)
+
+
+def test_rhythm_masks_cover_the_record_in_every_lead() -> None:
+    ecg = synthesize(RecordSpec(36, 1, 0, "female", 70.0, resolve({"AFIB"})))
+    m = ecg.masks
+    assert sorted(m.lead.tolist()) == list(range(12))
+    assert set(m.start.tolist()) == {0} and set(m.end.tolist()) == {10 * FS}
+
+
+def test_masks_at_100_hz_cover_the_500_hz_spans() -> None:
+    ecg = synthesize(RecordSpec(37, 2, 0, "male", 66.0, resolve({"SR", "IMI", "PVC", "1AVB"})))
+    hi, lo = ecg.masks, ecg.masks_at(100)
+    assert len(lo) > 0 and lo.end.max() <= 1000 and lo.start.min() >= 0
+    for label, lead, start, end in zip(hi.label, hi.lead, hi.start, hi.end, strict=True):
+        sel = (lo.label == label) & (lo.lead == lead) & (lo.start * 5 <= start) & (lo.end * 5 >= end)
+        assert sel.any(), f"{label} lead {lead} [{start}, {end}) has no covering 100 Hz span"
