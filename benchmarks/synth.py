@@ -6,8 +6,9 @@ For each rate (100 Hz: records100 only; 500 Hz: records500 and records100) and w
 ``generate_archive`` on a fresh folder and times the whole job (planning, synthesis, WFDB writing,
 index tables, annotations). Worker processes take a second or two to start (spawn, imports): a
 2-patient run with the same settings measures that start-up, and the steady rate (records over the
-time beyond start-up) is what is extrapolated to a million records. Also times our direct WFDB
-writer against ``wfdb.wrsamp`` on the same signals (the baseline the writer replaces).
+time beyond start-up) is what is extrapolated to a million records. The 1-minute load average before
+and after each run is recorded: on a shared machine other jobs change the numbers. Also times our
+direct WFDB writer against ``wfdb.wrsamp`` on the same signals (the baseline the writer replaces).
 Last line: one JSON object (records_per_s at 100 Hz with 2 workers, the 1->2 worker scaling, hours
 for 1M records at 100 Hz, and the writer's speed-up over wrsamp).
 """
@@ -15,6 +16,7 @@ for 1M records at 100 Hz, and the writer's speed-up over wrsamp).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from typing import Any
@@ -37,6 +39,7 @@ MILLION = 1_000_000
 def _run(fs: int, workers: int, patients: int, seed: int) -> dict[str, Any]:
     out = ROOT / f"fs{fs}_w{workers}_p{patients}"
     shutil.rmtree(out, ignore_errors=True)
+    load_before = os.getloadavg()[0]
     with PeakMemory() as memory:
         summary = generate_archive(
             SynthConfig(out=out, patients=patients, seed=seed, fs_hz=fs, workers=workers)
@@ -49,6 +52,9 @@ def _run(fs: int, workers: int, patients: int, seed: int) -> dict[str, Any]:
         "bytes_written": summary["bytes_written"],
         "annotations_bytes": annotations_bytes,
         "peak_rss_mb": round(memory.peak_tree_mb, 1),
+        # the machine is shared: a 1-minute load average above the run's own workers means others ran too
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
 
 
