@@ -124,6 +124,7 @@ class KnownState:
 
     pairs: np.ndarray  # hash(record_id, checksum): the same record already ingested -> skip
     checksums: np.ndarray  # hash(checksum): the same signal under another record id -> duplicate
+    record_ids: np.ndarray  # hash(record_id): the same path with other bytes -> rejected, never a 2nd row
 
     @staticmethod
     def _contains(arr: np.ndarray, value: np.uint64) -> bool:
@@ -136,16 +137,20 @@ class KnownState:
     def has_checksum(self, checksum: str) -> bool:
         return self._contains(self.checksums, _hash64(checksum))
 
+    def has_record_id(self, record_id: str) -> bool:
+        return self._contains(self.record_ids, _hash64(record_id))
+
 
 def load_known_state(lake: str) -> KnownState:
     uri = table_uri(lake, ECG_RECORDS)
     empty = np.zeros(0, dtype=np.uint64)
     if not commit.DeltaTable.is_deltatable(uri, storage_options=storage_options()):
-        return KnownState(empty, empty)
+        return KnownState(empty, empty, empty)
     df = pl.scan_delta(uri, storage_options=storage_options()).select("record_id", "checksum").collect()
     pairs = np.array([_hash64(r, c) for r, c in df.iter_rows()], dtype=np.uint64)
     sums = np.array([_hash64(c) for c in df["checksum"]], dtype=np.uint64)
-    return KnownState(np.sort(pairs), np.unique(sums))
+    ids = np.array([_hash64(r) for r in df["record_id"]], dtype=np.uint64)
+    return KnownState(np.sort(pairs), np.unique(sums), np.unique(ids))
 
 
 def _known_rejects(lake: str) -> pl.DataFrame:
@@ -223,6 +228,13 @@ class BatchProcessor:
         out["checksum"] = rec.checksum
         if self.known.has_record(out["record_id"], rec.checksum):
             out["status"] = STATUS_SKIPPED
+            return out, None
+        if self.known.has_record_id(out["record_id"]):
+            out.update(
+                reason=REASON_DUPLICATE,
+                detail=f"{ref.source_path} is already in {ECG_RECORDS} with other file contents "
+                f"(checksum now {rec.checksum[:16]}): a changed record is not overwritten",
+            )
             return out, None
         if self.known.has_checksum(rec.checksum):
             out.update(

@@ -235,3 +235,26 @@ def test_duplicates_are_rejected_deterministically(shared_data: Path, tmp_path: 
     assert "records100/00000/00003_lr" in paths and "records100/00000/00010_lr" not in paths
     assert read(lake, ECG_WAVEFORMS).height == 9
     assert summary.records_in == read(lake, ECG_RECORDS).height + rejects.height
+
+
+def test_a_record_changed_in_place_is_rejected_not_added_twice(shared_data: Path, tmp_path: Path) -> None:
+    archive = ptbxl_subset(shared_data / "ptbxl-sample", tmp_path / "archive", range(1, 6))
+    lake = tmp_path / "lake"
+
+    def run(run_id: str) -> dict:
+        return run_ingest(
+            IngestOptions(archive=archive, layout="ptbxl", lake=str(lake), run_id=run_id, fs_hz=100)
+        ).to_dict()
+
+    assert run("r1")["ingested"] == 5
+    dat = archive / "records100/00000/00002_lr.dat"
+    data = bytearray(dat.read_bytes())
+    data[100] ^= 0xFF  # the file changes after it was ingested
+    dat.write_bytes(bytes(data))
+    second = run("r2")
+    assert (second["ingested"], second["skipped_existing"], second["rejected"]) == (0, 4, 1)
+    records = read(lake, ECG_RECORDS)
+    assert records.height == records["record_id"].n_unique() == 5
+    reject = read(lake, ECG_REJECTS).row(0, named=True)
+    assert (reject["source_path"], reject["reason"]) == ("records100/00000/00002_lr", "duplicate")
+    assert "other file contents" in reject["detail"]
