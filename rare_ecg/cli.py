@@ -78,6 +78,10 @@ def ingest(
         int | None, typer.Option("--fs", help="native rate to read where an archive has several")
     ] = None,
     run_id: Annotated[str | None, typer.Option(help="run id (re-using one makes the run a no-op)")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="the archive's name in the lake (default: the layout); record ids derive from it"),
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
     model_fs: Annotated[
         int | None, typer.Option("--model-fs", help="model rate of ecg_waveforms: 100|500")
@@ -100,6 +104,7 @@ def ingest(
                 "lake": lake,
                 "fs_hz": fs,
                 "run_id": run_id,
+                "source": source,
                 "model_fs_hz": model_fs,
                 "batch_size": batch_size,
                 "workers": workers,

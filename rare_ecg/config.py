@@ -37,6 +37,9 @@ class IngestConfig(JobConfig):
     layout: Layout = "ptbxl"
     lake: str | None = None  # None: RARE_ECG_LAKE, else ./lake
     fs_hz: int | None = Field(default=None, description="native rate to read where an archive has several")
+    source: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$"
+    )  # archive name; default layout
     model_fs_hz: Literal[100, 500] = 100
     notch_hz: float | None = Field(default=None, gt=0)
     run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")

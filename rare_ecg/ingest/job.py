@@ -29,6 +29,7 @@ def run_ingest_job(
         lake=cfg.lake or settings.lake,
         run_id=cfg.run_id or new_run_id(),
         fs_hz=cfg.fs_hz,
+        source=cfg.source,
         model_fs_hz=cfg.model_fs_hz,
         notch_hz=cfg.notch_hz,
         batch_size=cfg.batch_size,

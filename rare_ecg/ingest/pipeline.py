@@ -83,6 +83,7 @@ class IngestOptions:
     lake: str
     run_id: str
     fs_hz: int | None = None  # native rate to read where an archive offers several (PTB-XL)
+    source: str | None = None  # the archive's name in the lake (record ids derive from it); default: layout
     model_fs_hz: int = 100
     notch_hz: float | None = None
     batch_size: int = 64
@@ -189,6 +190,7 @@ class BatchProcessor:
     def __init__(
         self,
         reader: ArchiveReader,
+        source: str,
         lake: str,
         run_id: str,
         model_fs_hz: int,
@@ -197,6 +199,7 @@ class BatchProcessor:
         ingested_at: datetime,
     ) -> None:
         self.reader = reader
+        self.source = source
         self.lake = lake
         self.run_id = run_id
         self.model_fs_hz = model_fs_hz
@@ -206,9 +209,8 @@ class BatchProcessor:
         self.secret = identity.patient_secret()
 
     def _one(self, ref: RecordRef) -> tuple[dict[str, Any], RecordRows | None]:
-        source = self.reader.layout
         out: dict[str, Any] = {
-            "record_id": identity.record_id(source, ref.source_path),
+            "record_id": identity.record_id(self.source, ref.source_path),
             "source_path": ref.source_path,
             "checksum": None,
             "status": STATUS_REJECTED,
@@ -226,6 +228,7 @@ class BatchProcessor:
             out.update(reason=REASON_READ_ERROR, detail=f"{type(err).__name__}: {err}")
             return out, None
         out["checksum"] = rec.checksum
+        rec.source = self.source
         if self.known.has_record(out["record_id"], rec.checksum):
             out["status"] = STATUS_SKIPPED
             return out, None
@@ -378,6 +381,7 @@ def run_ingest(
             fn_kwargs={
                 "run_key": f"{opts.run_id}-{uuid.uuid4().hex}",
                 "reader": reader,
+                "source": opts.source or opts.layout,
                 "lake": lake,
                 "run_id": opts.run_id,
                 "model_fs_hz": opts.model_fs_hz,
@@ -465,7 +469,7 @@ def _finish(
     )
     reject_table = new_rejects.select(
         "record_id",
-        pl.lit(opts.layout).alias("source"),
+        pl.lit(opts.source or opts.layout).alias("source"),
         "source_path",
         "reason",
         "detail",

@@ -258,3 +258,32 @@ def test_a_record_changed_in_place_is_rejected_not_added_twice(shared_data: Path
     reject = read(lake, ECG_REJECTS).row(0, named=True)
     assert (reject["source_path"], reject["reason"]) == ("records100/00000/00002_lr", "duplicate")
     assert "other file contents" in reject["detail"]
+
+
+def test_two_archives_with_the_same_paths_live_in_one_lake_under_their_own_source(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Two PTB-XL-layout archives share relative paths (records100/00000/00001_lr...): their source names
+    keep their record ids apart; without one, the second archive's records are rejected, never merged."""
+    first = ptbxl_subset(shared_data / "ptbxl-sample", tmp_path / "a", range(1, 6))
+    second = ptbxl_subset(shared_data / "ptbxl-sample", tmp_path / "b", range(1, 6))
+    dat = second / "records100/00000/00001_lr.dat"
+    data = bytearray(dat.read_bytes())
+    data[50] ^= 0x01
+    dat.write_bytes(bytes(data))
+    lake = tmp_path / "lake"
+
+    def run(archive: Path, run_id: str, source: str | None) -> dict:
+        opts = IngestOptions(
+            archive=archive, layout="ptbxl", lake=str(lake), run_id=run_id, fs_hz=100, source=source
+        )
+        return run_ingest(opts).to_dict()
+
+    assert run(first, "r1", None)["ingested"] == 5
+    assert run(second, "r2", "hospital-b")["ingested"] == 1  # its 4 other records are byte copies of a's
+    records = read(lake, ECG_RECORDS)
+    assert records.height == records["record_id"].n_unique()
+    assert sorted(records.group_by("source").len().rows()) == [("hospital-b", 1), ("ptbxl", 5)]
+    rejects = read(lake, ECG_REJECTS)
+    assert sorted(rejects["reason"].to_list()) == ["duplicate"] * 4  # same signal bytes as archive a
+    assert set(rejects["source"].to_list()) == {"hospital-b"}
