@@ -51,8 +51,9 @@ def run_demo(workdir: Path) -> dict[str, Any]:
         overwrite=True,  # same seed, same bytes: re-ingesting it adds nothing
     )
     log.info("demo 3/3: ingesting the synthetic cohort")
+    # its own source name: its paths (records500/00000/00001_hr...) are the example archive's paths too
     cohort = run_ingest_job(
-        IngestConfig(archive=archive, layout="ptbxl", fs_hz=500, lake=str(lake)), settings
+        IngestConfig(archive=archive, layout="ptbxl", fs_hz=500, lake=str(lake), source="synthetic"), settings
     )
     return {
         "workdir": str(workdir),

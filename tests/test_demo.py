@@ -35,7 +35,11 @@ def test_demo_runs_twice_under_its_workdir_without_needing_shared_data(tmp_path:
     assert first["tables"]["ecg_annotations"] == first["ingest_synthetic"]["annotations"] > 0
     assert first["tables"]["ecg_records"] == 20 + first["synthetic_records"]
     records = pl.read_delta(str(workdir / "lake" / "ecg_records"))
-    assert records.height == first["tables"]["ecg_records"]
+    assert records.height == first["tables"]["ecg_records"] == records["record_id"].n_unique()
+    assert sorted(records.group_by("source").len().rows()) == [
+        ("ptbxl", 20),
+        ("synthetic", first["synthetic_records"]),
+    ]
     assert sorted(p.name for p in workdir.iterdir()) == ["lake", "synthetic-archive"]
 
     second = demo(workdir)
