@@ -1,6 +1,6 @@
 """The ingestion job on Ray Data: list an archive, read/validate/preprocess on workers, commit once.
 
-Flow: the driver lists record refs from the archive's index (no signal reads) -> Ray Data actors read
+Flow: the driver lists record refs from the archive's index (no signal reads) -> Ray Data tasks read
 each record, preprocess it with the canonical function and write Parquet part files for every table
 into the lake -> the driver resolves duplicates (deterministically: the smallest source path wins),
 writes the rejects, and commits each table in one Delta transaction carrying the run id.
@@ -301,8 +301,8 @@ def process_batch(batch: pa.Table, *, run_key: str, **kwargs: Any) -> pa.Table:
 
 
 def _ref_chunks(reader: ArchiveReader, chunk: int) -> Iterator[pa.Table]:
-    """Refs as Arrow tables of ``chunk`` rows: one Ray Data block per worker batch, so every actor gets
-    work (a single large block would be processed by one actor, serially)."""
+    """Refs as Arrow tables of ``chunk`` rows: one Ray Data block per worker batch, so every worker gets
+    work (a single large block would be processed by one task, serially)."""
     paths: list[str] = []
     metas: list[str] = []
     for ref in reader.list_refs():
