@@ -171,15 +171,17 @@ def _rows_table(table_name: str, rows: list[dict[str, Any]]) -> pa.Table:
     schema = SCHEMAS[table_name]
     if table_name == ECG_WAVEFORMS and rows:
         # numpy signals -> list<float32> without a round trip through Python floats
-        signals = [r["signal"] for r in rows]
-        offsets = np.concatenate([[0], np.cumsum([len(s) for s in signals])]).astype(np.int32)
-        values = pa.array(np.concatenate(signals).astype(np.float32, copy=False))
+        arrays = {"signal": np.float32, "beat_positions": np.int32}
         cols = {
             name: pa.array([r[name] for r in rows], type=schema.field(name).type)
             for name in schema.names
-            if name != "signal"
+            if name not in arrays
         }
-        cols["signal"] = pa.ListArray.from_arrays(pa.array(offsets), values)
+        for name, dtype in arrays.items():
+            parts = [r[name] for r in rows]
+            offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int32)
+            values = pa.array(np.concatenate(parts).astype(dtype, copy=False))
+            cols[name] = pa.ListArray.from_arrays(pa.array(offsets), values)
         return pa.table({n: cols[n] for n in schema.names}, schema=schema)
     return pa.Table.from_pylist(rows, schema=schema)
 

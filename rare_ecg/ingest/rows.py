@@ -12,6 +12,7 @@ from rare_ecg.archive.record import EcgRecord
 from rare_ecg.lake import identity
 from rare_ecg.lake.schema import MEASUREMENT_COLUMNS
 from rare_ecg.signals.preprocess import PREPROCESSING_VERSION, Preprocessed
+from rare_ecg.signals.rpeaks import beat_positions
 
 FLAG_UNMAPPED_LABEL = "unmapped_label"
 
@@ -78,6 +79,8 @@ def build_rows(
     for col in MEASUREMENT_COLUMNS:
         record[col] = rec.measurements.get(col)
     n_windows = int(pre.signal.shape[0])
+    # windows side by side per lead: (12, n_windows * win), row-major
+    model_signal = pre.signal.transpose(1, 0, 2).reshape(pre.signal.shape[1], -1)
     waveform: dict[str, Any] = {
         "record_id": rid,
         "source": rec.source,
@@ -85,12 +88,12 @@ def build_rows(
         "n_windows": n_windows,
         "n_samples": n_windows * int(pre.signal.shape[2]),
         "valid_samples": pre.valid_samples,
-        # windows side by side per lead: (12, n_windows * win), row-major
-        "signal": pre.signal.transpose(1, 0, 2).reshape(-1),
+        "signal": model_signal.reshape(-1),
         "lead_mask": pre.lead_mask.tolist(),
         "quality_flags": list(pre.flags),
         "preprocessing_version": PREPROCESSING_VERSION,
         "ingest_run_id": run_id,
+        "beat_positions": beat_positions(model_signal, pre.valid_samples, pre.fs_hz),
     }
     labels = [
         {

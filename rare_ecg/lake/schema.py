@@ -92,6 +92,9 @@ WAVEFORMS_SCHEMA = pa.schema(
         pa.field("quality_flags", pa.list_(pa.string()), nullable=False),
         pa.field("preprocessing_version", pa.string(), nullable=False),
         pa.field("ingest_run_id", pa.string(), nullable=False),
+        # R-peak sample indices at the model rate over all windows (rare_ecg.signals.rpeaks on the
+        # preprocessed signal, computed once at ingestion): readers never detect R peaks again
+        pa.field("beat_positions", pa.list_(pa.int32()), nullable=False),
     ]
 )
 

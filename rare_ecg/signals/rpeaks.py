@@ -79,6 +79,13 @@ def detect_r_peaks(signal: np.ndarray, fs_hz: float) -> np.ndarray:
     return np.unique(refined)
 
 
+def beat_positions(signal: np.ndarray, valid_samples: int, fs_hz: float) -> np.ndarray:
+    """R peaks of a whole model-rate record: ``signal`` is (n_leads, n) with the record's windows side
+    by side (as stored in ecg_waveforms), of which the first ``valid_samples`` are real signal and the
+    rest zero padding. Returns int32 sample indices (the lake's beat_positions column)."""
+    return detect_r_peaks(signal[..., :valid_samples], fs_hz).astype(np.int32)
+
+
 def heart_rate_bpm(r_peaks: np.ndarray, fs_hz: float) -> float:
     """Mean heart rate from the R-R intervals (NaN with fewer than two peaks)."""
     if len(r_peaks) < 2:
