@@ -21,6 +21,9 @@ ECG_LABELS = "ecg_labels"
 ECG_ANNOTATIONS = "ecg_annotations"
 ECG_WAVEFORMS = "ecg_waveforms"
 ECG_REJECTS = "ecg_rejects"
+ECG_SCORES = "ecg_scores"
+PATIENT_FINDINGS = "patient_findings"
+SUBGROUP_METRICS = "subgroup_metrics"
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -111,12 +114,70 @@ REJECTS_SCHEMA = pa.schema(
     ]
 )
 
+SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("record_id", pa.string(), nullable=False),
+        pa.field("patient_key", pa.string()),
+        pa.field("recorded_at", pa.timestamp("us")),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),  # partition: one per registered version
+        # aligned with the model's label vocabulary (commit metadata `rare_ecg.labels`); max over windows
+        pa.field("label_probs", pa.list_(pa.float32()), nullable=False),
+        pa.field("labels_predicted", pa.list_(pa.string()), nullable=False),  # prob >= the label's threshold
+        pa.field("anomaly_score", pa.float32(), nullable=False),  # the model's record score; max over windows
+        # (12, n_windows_scored * map_segments) row-major: each scored 10 s window's segments side by side
+        pa.field("anomaly_map", pa.list_(pa.float32()), nullable=False),
+        pa.field("age_pred", pa.float32(), nullable=False),  # years; mean over windows
+        pa.field("sex_pred", pa.float32(), nullable=False),  # P(female); mean over windows
+        pa.field("scored_at", _TS, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+PATIENT_FINDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("patient_key", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),  # partition, replaced whole by each run
+        pa.field("first_flagged_record_id", pa.string(), nullable=False),
+        pa.field("first_flagged_at", pa.timestamp("us")),
+        pa.field("n_flagged", pa.int32(), nullable=False),  # the patient's scored ECGs flagging the label
+        pa.field("n_scored", pa.int32(), nullable=False),  # the patient's scored ECGs (this model version)
+        pa.field("latest_record_id", pa.string(), nullable=False),  # the patient's latest scored ECG
+        pa.field("latest_score", pa.float32(), nullable=False),  # the label's probability in that ECG
+        # flagged in the latest ECG but not in the one before; null when the patient has no earlier ECG
+        pa.field("new_finding", pa.bool_()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+SUBGROUP_METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("cohort", pa.string(), nullable=False),  # the cohort filter or split the rows describe
+        pa.field("group_kind", pa.string(), nullable=False),  # overall | sex | age_band
+        pa.field("group", pa.string(), nullable=False),  # all | male | female | <40 ... | largest_gap
+        pa.field("label_set", pa.string(), nullable=False),  # all | rare | common | one label code
+        pa.field("metric", pa.string(), nullable=False),  # auroc | auprc | sens_at_spec90 | ece | n_flagged
+        pa.field("value", pa.float64()),  # null where undefined (no positives)
+        pa.field("ci_low", pa.float64()),
+        pa.field("ci_high", pa.float64()),
+        pa.field("n", pa.int64(), nullable=False),
+        pa.field("n_pos", pa.int64(), nullable=False),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     ECG_RECORDS: RECORDS_SCHEMA,
     ECG_LABELS: LABELS_SCHEMA,
     ECG_ANNOTATIONS: ANNOTATIONS_SCHEMA,
     ECG_WAVEFORMS: WAVEFORMS_SCHEMA,
     ECG_REJECTS: REJECTS_SCHEMA,
+    ECG_SCORES: SCORES_SCHEMA,
+    PATIENT_FINDINGS: PATIENT_FINDINGS_SCHEMA,
+    SUBGROUP_METRICS: SUBGROUP_METRICS_SCHEMA,
 }
 PARTITION_BY: dict[str, list[str]] = {
     ECG_RECORDS: ["source"],
@@ -124,6 +185,9 @@ PARTITION_BY: dict[str, list[str]] = {
     ECG_LABELS: [],
     ECG_ANNOTATIONS: [],
     ECG_REJECTS: [],
+    ECG_SCORES: ["model_version"],
+    PATIENT_FINDINGS: ["model_version"],
+    SUBGROUP_METRICS: [],
 }
 # Columns whose per-file min/max go into the Delta log, so readers can skip files.
 STATS_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -132,4 +196,7 @@ STATS_COLUMNS: dict[str, tuple[str, ...]] = {
     ECG_LABELS: ("record_id", "label"),
     ECG_ANNOTATIONS: ("record_id", "label"),
     ECG_REJECTS: ("record_id", "reason"),
+    ECG_SCORES: ("record_id", "patient_key", "recorded_at", "anomaly_score"),
+    PATIENT_FINDINGS: ("patient_key", "label"),
+    SUBGROUP_METRICS: ("run_id", "model_version", "metric"),
 }
