@@ -36,7 +36,7 @@ class FolderReader:
             yield RecordRef(source_path=hea)
 
     def read(self, ref: RecordRef) -> EcgRecord:
-        raw = read_wfdb_record(self.root / f"{ref.source_path}.hea", ref.source_path)
+        raw = read_wfdb_record(self.root, ref.source_path)
         record = raw.to_record(self.layout, ref.source_path)
         comments = comment_fields(raw.header)
         record.age, record.flags = parse_age(comments.get("age"))

@@ -83,7 +83,7 @@ class MimicReader:
             raise RecordError(
                 REASON_MISSING_FILE, f"{RECORD_LIST_CSV} row study_id={meta.get('study_id')} has no path"
             )
-        raw = read_wfdb_record(self.root / f"{ref.source_path}.hea", ref.source_path)
+        raw = read_wfdb_record(self.root, ref.source_path)
         record = raw.to_record(self.layout, ref.source_path)
         record.patient_id = normalize_patient_id(meta.get("subject_id"))
         record.recorded_at = parse_datetime(meta.get("ecg_time")) or record.recorded_at

@@ -67,7 +67,7 @@ class PtbxlReader:
                 REASON_MISSING_FILE,
                 f"{DATABASE_CSV} row ecg_id={meta.get('ecg_id')} has no {FILENAME_COLUMN[self.fs_hz]}",
             )
-        raw = read_wfdb_record(self.root / f"{ref.source_path}.hea", ref.source_path)
+        raw = read_wfdb_record(self.root, ref.source_path)
         record = raw.to_record(self.layout, ref.source_path)
         record.age, record.flags = parse_age(meta.get("age"), ptbxl=True)
         record.sex = parse_sex(meta.get("sex"), ptbxl=True)

@@ -21,6 +21,7 @@ REASON_UNUSABLE_SIGNAL = "unusable_signal"
 REASON_DUPLICATE = "duplicate"
 REASON_BAD_METADATA = "bad_metadata"
 REASON_READ_ERROR = "read_error"  # anything unforeseen while reading: the exception, never a crash
+REASON_UNSAFE_PATH = "unsafe_path"  # a file named by the archive resolves outside its root: never opened
 REJECT_REASONS = (
     REASON_MISSING_FILE,
     REASON_TRUNCATED_SIGNAL,
@@ -32,6 +33,7 @@ REJECT_REASONS = (
     REASON_DUPLICATE,
     REASON_BAD_METADATA,
     REASON_READ_ERROR,
+    REASON_UNSAFE_PATH,
 )
 
 

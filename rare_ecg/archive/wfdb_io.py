@@ -35,6 +35,7 @@ from rare_ecg.archive.record import (
     EcgRecord,
     RecordError,
 )
+from rare_ecg.archive.safety import inside_root
 from rare_ecg.signals.leads import normalize_lead_name
 
 # Usable sampling rates: below 50 Hz the QRS complex is not resolved; above 2 kHz is a research
@@ -242,8 +243,12 @@ def comment_fields(header: Header) -> dict[str, str]:
     return out
 
 
-def read_wfdb_record(hea_path: Path, where: str) -> RawRecord:
-    """Read and validate the WFDB record whose header is ``hea_path``; ``where`` names it in errors."""
+def read_wfdb_record(root: Path, source_path: str) -> RawRecord:
+    """Read and validate the WFDB record ``source_path`` (relative to the archive ``root``, without
+    extension; it names the record in errors). The header and every signal file it names must resolve
+    inside ``root``: anything else is rejected as unsafe_path before it is opened."""
+    where = source_path
+    hea_path = inside_root(root, root / f"{source_path}.hea", where)
     try:
         header_bytes = hea_path.read_bytes()
     except FileNotFoundError:
@@ -266,7 +271,7 @@ def read_wfdb_record(hea_path: Path, where: str) -> RawRecord:
     )
     if header.n_samples is not None:
         _check_length(header.n_samples, header.fs_hz, where)
-    digital, file_bytes = _read_samples(header, hea_path, where)
+    digital, file_bytes = _read_samples(header, root, hea_path, where)
     if header.n_samples is None:
         _check_length(digital.shape[1], header.fs_hz, where)
     digest = hashlib.sha256(header_bytes)
@@ -339,8 +344,10 @@ def _is_fast(header: Header, groups: dict[str, list[int]]) -> bool:
     return True
 
 
-def _read_samples(header: Header, hea_path: Path, where: str) -> tuple[np.ndarray, list[bytes]]:
+def _read_samples(header: Header, root: Path, hea_path: Path, where: str) -> tuple[np.ndarray, list[bytes]]:
     groups = _file_groups(header)
+    for file_name in groups:  # all of them before any is opened
+        inside_root(root, hea_path.parent / file_name, where)
     file_bytes: list[bytes] = []
     for file_name in groups:
         path = hea_path.parent / file_name

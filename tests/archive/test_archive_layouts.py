@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_mimic_reader(mimic: tuple[Path, list[FixtureRecord]], shared_data: Path
 def test_mimic_without_optional_tables(mimic: tuple[Path, list[FixtureRecord]], tmp_path: Path) -> None:
     root, expected = mimic
     (tmp_path / "record_list.csv").write_bytes((root / "record_list.csv").read_bytes())
-    (tmp_path / "files").symlink_to(root / "files")
+    shutil.copytree(root / "files", tmp_path / "files")  # a symlink out of the root would be unsafe_path
     records = _read_all(tmp_path, "mimic")
     assert len(records) == len(expected)
     assert all(
@@ -181,7 +182,7 @@ def test_annotations_csv_is_attached(mimic: tuple[Path, list[FixtureRecord]], tm
     root, expected = mimic
     for name in ("record_list.csv", "machine_measurements.csv", "patients.csv"):
         (tmp_path / name).write_bytes((root / name).read_bytes())
-    (tmp_path / "files").symlink_to(root / "files")
+    shutil.copytree(root / "files", tmp_path / "files")  # a symlink out of the root would be unsafe_path
     target = expected[0].source_path
     with open(tmp_path / "annotations.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -210,7 +211,7 @@ def test_mimic_row_without_path_is_listed_and_rejected(
     (tmp_path / "record_list.csv").write_text(
         "\n".join([*lines, "10009999,49999999,49999999,2180-01-01 00:00:00,"])
     )
-    (tmp_path / "files").symlink_to(root / "files")
+    shutil.copytree(root / "files", tmp_path / "files")  # a symlink out of the root would be unsafe_path
     reader = open_archive(tmp_path, "mimic")
     refs = list(reader.list_refs())
     assert len(refs) == len(expected) + 1

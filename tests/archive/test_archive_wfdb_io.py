@@ -26,7 +26,11 @@ from rare_ecg.archive.record import (
     RecordError,
     RecordRef,
 )
-from rare_ecg.archive.wfdb_io import MAX_DURATION_S, comment_fields, parse_header, read_wfdb_record
+from rare_ecg.archive.wfdb_io import MAX_DURATION_S, RawRecord, comment_fields, parse_header, read_wfdb_record
+
+
+def _read(hea: Path) -> RawRecord:
+    return read_wfdb_record(hea.parent, hea.stem)
 
 
 def _write(folder: Path, header: str, frames: np.ndarray | None = None, name: str = "r") -> Path:
@@ -85,7 +89,7 @@ def test_unparsable_headers_name_the_bad_value(text: str, fragment: str) -> None
 def test_units_become_adc_units_per_mv(tmp_path: Path, units: str, gain_per_mv: float) -> None:
     frames = _frames(1000, 1)
     hea = _write(tmp_path, f"r 1 500 1000\nr.dat 16 200(0)/{units} 16 0 0 0 0 II\n", frames)
-    raw = read_wfdb_record(hea, "r")
+    raw = _read(hea)
     assert raw.adc_gain.tolist() == [gain_per_mv]
     np.testing.assert_array_equal(raw.digital[0], frames[:, 0])
 
@@ -93,15 +97,13 @@ def test_units_become_adc_units_per_mv(tmp_path: Path, units: str, gain_per_mv: 
 def test_non_voltage_unit_on_an_ecg_lead_is_a_bad_header(tmp_path: Path) -> None:
     hea = _write(tmp_path, "r 1 500 1000\nr.dat 16 200(0)/mmHg 16 0 0 0 0 II\n", _frames(1000, 1))
     with pytest.raises(RecordError) as err:
-        read_wfdb_record(hea, "r")
+        _read(hea)
     assert err.value.reason == REASON_BAD_HEADER and "'mmHg'" in err.value.detail
 
 
 def test_length_from_file_size_when_header_omits_it(tmp_path: Path) -> None:
     frames = _frames(1500, 2)
-    raw = read_wfdb_record(
-        _write(tmp_path, "r 2 500\nr.dat 16 200 16 0 0 0 0 I\nr.dat 16 200 16 0 0 0 0 II\n", frames), "r"
-    )
+    raw = _read(_write(tmp_path, "r 2 500\nr.dat 16 200 16 0 0 0 0 I\nr.dat 16 200 16 0 0 0 0 II\n", frames))
     assert raw.digital.shape == (2, 1500)
     np.testing.assert_array_equal(raw.digital.T, frames)
 
@@ -114,7 +116,7 @@ def test_signals_spread_over_two_files(tmp_path: Path) -> None:
         tmp_path,
         "r 3 500 1000\na.dat 16 200 16 0 0 0 0 I\nb.dat 16 100 16 0 0 0 0 V1\na.dat 16 200 16 0 0 0 0 II\n",
     )
-    raw = read_wfdb_record(hea, "r")
+    raw = _read(hea)
     np.testing.assert_array_equal(raw.digital, np.stack([a[:, 0], b[:, 0], a[:, 1]]))
     assert raw.lead_names == ["I", "V1", "II"]
 
@@ -123,18 +125,18 @@ def test_too_long_and_truncated(tmp_path: Path) -> None:
     n = int(MAX_DURATION_S * 100) + 100
     hea = _write(tmp_path / "long", f"r 1 100 {n}\nr.dat 16 200 16 0 0 0 0 I\n")
     with pytest.raises(RecordError) as err:
-        read_wfdb_record(hea, "long/r")  # rejected on the header, before any signal is read
+        _read(hea)  # rejected on the header, before any signal is read
     assert err.value.reason == REASON_BAD_LENGTH and f"{n} samples" in err.value.detail
     hea = _write(tmp_path / "short", "r 2 500 1000\nr.dat 16 200 16 0 0 0 0 I\nr.dat 16 200 16 0 0 0 0 II\n",
                  _frames(999, 2))  # fmt: skip
     with pytest.raises(RecordError) as err:
-        read_wfdb_record(hea, "short/r")
+        _read(hea)
     assert err.value.reason == REASON_TRUNCATED_SIGNAL and "999" in err.value.detail
 
 
 def test_zero_signals_is_bad_leads(tmp_path: Path) -> None:
     with pytest.raises(RecordError) as err:
-        read_wfdb_record(_write(tmp_path, "r 0 500 1000\n"), "r")
+        _read(_write(tmp_path, "r 0 500 1000\n"))
     assert err.value.reason == REASON_BAD_LEADS
 
 
@@ -142,24 +144,24 @@ def test_corrupt_mat_file_is_unusable_signal(tmp_path: Path) -> None:
     (tmp_path / "r.mat").write_bytes(b"MATLAB 5.0 not really" + bytes(200))
     hea = _write(tmp_path, "r 1 500 1000\nr.mat 16x1+24 1000/mV 16 0 0 0 0 I\n")
     with pytest.raises(RecordError) as err:
-        read_wfdb_record(hea, "r")
+        _read(hea)
     assert err.value.reason == REASON_UNUSABLE_SIGNAL and "r.mat" in err.value.detail
 
 
 def test_checksum_covers_header_and_signal(tmp_path: Path) -> None:
     frames = _frames(1000, 1)
     text = "r 1 500 1000\nr.dat 16 200 16 0 0 0 0 I\n"
-    base = read_wfdb_record(_write(tmp_path / "a", text, frames), "a/r").checksum
-    assert read_wfdb_record(_write(tmp_path / "b", text, frames), "b/r").checksum == base
-    assert read_wfdb_record(_write(tmp_path / "c", text + "# note\n", frames), "c/r").checksum != base
+    base = _read(_write(tmp_path / "a", text, frames)).checksum
+    assert _read(_write(tmp_path / "b", text, frames)).checksum == base
+    assert _read(_write(tmp_path / "c", text + "# note\n", frames)).checksum != base
     frames[5, 0] += 1
-    assert read_wfdb_record(_write(tmp_path / "d", text, frames), "d/r").checksum != base
+    assert _read(_write(tmp_path / "d", text, frames)).checksum != base
 
 
 def test_base_date_and_time_become_recorded_at(tmp_path: Path) -> None:
     frames = _frames(1000, 1)
-    wfdb_style = read_wfdb_record(_write(tmp_path / "a", "r 1 500 1000 08:44:00 23/07/2180\nr.dat 16 200 16 0 0 0 0 I\n", frames), "r")  # fmt: skip
-    challenge_style = read_wfdb_record(_write(tmp_path / "b", "r 1 500 1000 05-Feb-2020 11:39:16\nr.dat 16 200 16 0 0 0 0 I\n", frames), "r")  # fmt: skip
+    wfdb_style = _read(_write(tmp_path / "a", "r 1 500 1000 08:44:00 23/07/2180\nr.dat 16 200 16 0 0 0 0 I\n", frames))  # fmt: skip
+    challenge_style = _read(_write(tmp_path / "b", "r 1 500 1000 05-Feb-2020 11:39:16\nr.dat 16 200 16 0 0 0 0 I\n", frames))  # fmt: skip
     assert wfdb_style.to_record("wfdb", "r").recorded_at == datetime(2180, 7, 23, 8, 44)
     assert challenge_style.to_record("wfdb", "r").recorded_at == datetime(2020, 2, 5, 11, 39, 16)
 

@@ -1,0 +1,33 @@
+"""Every file a reader opens resolves inside the archive root: checked before the file is opened.
+
+An archive is untrusted input. A header's signal file name, an index table's file name or a symlink can
+name any path (``../../etc/passwd``, ``/data/other.dat``); a file that happens to have a plausible
+length would otherwise be ingested as an ECG. Paths are resolved (symlinks followed) and compared with
+the resolved root; anything outside is rejected as ``unsafe_path`` and never opened.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from rare_ecg.archive.record import REASON_UNSAFE_PATH, RecordError
+
+
+@lru_cache(maxsize=16)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def inside_root(root: Path, path: Path, where: str) -> Path:
+    """``path`` (absolute, or relative to the working directory) if it resolves inside ``root``; else
+    RecordError(unsafe_path) naming the file. Only the path is examined: nothing is opened."""
+    real_root = _real_root(str(root))
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise RecordError(
+            REASON_UNSAFE_PATH,
+            f"{where}: {str(path)!r} resolves to {real!r}, outside the archive root {real_root!r}",
+        )
+    return Path(real)
