@@ -27,6 +27,7 @@ import torch
 from benchmarks._common import emit, machine
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.model.inference import InferenceGraph, count_params, export_onnx, macs_per_ecg
+from rare_ecg.model.inputs import model_inputs
 from rare_ecg.model.network import EcgModel
 from rare_ecg.model.training import Batch, finetune_step, make_optimizer, pretrain_step
 
@@ -58,9 +59,12 @@ def main() -> None:
     model = EcgModel(cfg).eval()
     rng = np.random.default_rng(0)
     signal = rng.normal(size=(FORWARD_BATCH, 12, cfg.n_samples)).astype(np.float32)
-    lead_mask = np.ones((FORWARD_BATCH, 12), dtype=np.float32)
-    beat_start = rng.integers(0, cfg.n_samples - cfg.beat_len, FORWARD_BATCH).astype(np.int64)
-    inputs = (torch.from_numpy(signal), torch.from_numpy(lead_mask), torch.from_numpy(beat_start))
+    lead_mask = np.ones((FORWARD_BATCH, 12), dtype=bool)
+    # R peaks every 0.8 s from a random phase, as ingestion would store them.
+    peaks = [np.arange(rng.integers(0, 80), cfg.n_samples, 80) for _ in range(FORWARD_BATCH)]
+    model_in = model_inputs(signal, lead_mask, peaks, cfg)
+    x, _, beat_start, phase, neighbours = model_in.torch()
+    inputs = (x, torch.from_numpy(lead_mask.astype(np.float32)), beat_start, phase, neighbours)
 
     gmac = macs_per_ecg(model) / 1e9
     params = count_params(model)
@@ -74,7 +78,7 @@ def main() -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {"signal": signal, "lead_mask": lead_mask, "beat_start": beat_start}
+    feed = model_in.feeds()
 
     def torch_forward() -> object:
         with torch.no_grad():
@@ -98,8 +102,8 @@ def main() -> None:
 
     train_batch = Batch(
         signal=signal[:TRAIN_BATCH],
-        lead_mask=lead_mask[:TRAIN_BATCH].astype(bool),
-        beat_start=beat_start[:TRAIN_BATCH],
+        lead_mask=lead_mask[:TRAIN_BATCH],
+        beat_positions=peaks[:TRAIN_BATCH],
         age=rng.uniform(20, 90, TRAIN_BATCH).astype(np.float32),
         sex=(rng.random(TRAIN_BATCH) < 0.5).astype(np.float32),
         labels=(rng.random((TRAIN_BATCH, N_LABELS)) < 0.05).astype(np.float32),

@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from rare_ecg.model.network import GLOBAL, EcgModel
+from rare_ecg.model.network import EcgModel, Outputs
 from rare_ecg.model.objectives import patch_to_samples, shifted_patch_masks
+from rare_ecg.model.scores import (
+    Evidence,
+    beat_deviation,
+    candidate_score,
+    candidate_scores,
+    point_map,
+    smooth,
+)
 
 
 @dataclass
 class AnomalyMap:
-    point_map: torch.Tensor  # (B, C, N) smoothed uncertainty-weighted error; 0 on absent leads
-    score: torch.Tensor  # (B,) record anomaly score
+    point_map: torch.Tensor  # (B, C, N) the smoothed map of the record score (weighted error for knn/age_gap)
+    score: torch.Tensor  # (B,) the record score cfg.record_score
     coarse_map: torch.Tensor  # (B, C, map_segments) segment means of point_map
+    evidence: Evidence  # what every candidate is computed from (rare_ecg.model.scores)
 
 
-def gaussian_kernel(sigma_samples: float) -> torch.Tensor:
-    """Normalised Gaussian taps over +-3 sigma (odd length, sums to 1)."""
-    radius = max(1, math.ceil(3.0 * sigma_samples))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma_samples) ** 2)
-    return k / k.sum()
+def hidden_reconstruction(
+    model: EcgModel,
+    x: torch.Tensor,  # (B, C, N)
+    lead_mask: torch.Tensor,  # (B, C)
+    beat_start: torch.Tensor,  # (B,)
+    beat_phase: torch.Tensor | None = None,  # (B, 2, N)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K shifted mask rounds, each hiding every K-th patch from the global view and the beat window
+    alike (one mask per round). Returns (x_hat - x)^2 and s (B, C, N), each point from the round that
+    hid it: the rounds partition the patches, so no point is ever scored from a view that showed it."""
+    cfg = model.cfg
+    b, c, n = x.shape
+    k = cfg.anomaly_rounds
+    hidden = patch_to_samples(shifted_patch_masks(cfg.n_patches, k).to(x.device), cfg.patch_len)  # (K, N)
+    # Broadcast against the batch (not repeat_interleave) so the exported graph keeps a dynamic batch.
+    hidden_f = (hidden.to(x.dtype)[:, None, :] * torch.ones_like(x[:, 0])[None]).reshape(-1, n)  # (K * B, N)
+    xk = x.repeat(k, 1, 1)  # (K * B, C, N)
+    phase = None if beat_phase is None else beat_phase.repeat(k, 1, 1)
+    x_hat, log_var = model.reconstruct(
+        xk, lead_mask.repeat(k, 1), beat_start.repeat(k), hidden_f > 0.5, phase
+    )
+    h = hidden_f[:, None, :]
+    sq_err = ((x_hat - xk).pow(2) * h).reshape(k, b, c, n).sum(0)
+    s = (log_var * h).reshape(k, b, c, n).sum(0)
+    return sq_err, s
 
 
 def anomaly_map(
@@ -32,39 +58,36 @@ def anomaly_map(
     x: torch.Tensor,  # (B, C, N)
     lead_mask: torch.Tensor,  # (B, C)
     beat_start: torch.Tensor,  # (B,)
-    local_tokens: torch.Tensor | None = None,  # (B, W / patch_len, D) from a clean forward, to reuse it
+    beat_phase: torch.Tensor | None = None,  # (B, 2, N), rare_ecg.model.inputs
+    beat_neighbours: torch.Tensor | None = None,  # (B, 2, N); None: beat_dev is 0
+    out: Outputs | None = None,  # a clean forward of the same inputs, to reuse it
 ) -> AnomalyMap:
-    """K shifted mask rounds, each hiding every K-th patch. Each point's error e = exp(-s) (x_hat - x)^2
-    is taken from the round that hid it: the rounds partition the patches, so every point is scored
-    once, never from a round whose global view showed it. Then Gaussian smoothing (sigma
-    ``anomaly_smooth_s``), the record score (the mean over present leads, or the mean of the
-    ``score_top_fraction`` largest values) and the coarse map (segment means)."""
+    """Per-point evidence from the hidden reconstruction, the record score ``cfg.record_score`` and its
+    smoothed map (zero on absent leads) with the coarse segment means."""
     cfg = model.cfg
-    b, c, n = x.shape
-    k = cfg.anomaly_rounds
     lm = lead_mask.to(x.dtype)
-    if local_tokens is None:
-        _, local_tokens = model.encode_beat(x, lead_mask, beat_start, None)
-
-    hidden = patch_to_samples(shifted_patch_masks(cfg.n_patches, k).to(x.device), cfg.patch_len)  # (K, N)
-    # Broadcast against the batch (not repeat_interleave) so the exported graph keeps a dynamic batch.
-    hidden = (hidden.to(x.dtype)[:, None, :] * torch.ones_like(x[:, 0])[None]).reshape(-1, n)  # (K * B, N)
-    xk = x.repeat(k, 1, 1)  # (K * B, C, N)
-    g = model.encode(xk, 1.0 - hidden, lm.repeat(k, 1), GLOBAL)
-    x_hat, log_var = model.signal_and_log_var(
-        model.global_head(model.fuse_global(g, local_tokens.repeat(k, 1, 1)))
+    if out is None:
+        out = model(x, lead_mask, beat_start, beat_phase)
+    sq_err, s = hidden_reconstruction(model, x, lead_mask, beat_start, beat_phase)
+    dev = torch.zeros_like(x) if beat_neighbours is None else beat_deviation(x, beat_neighbours)
+    ev = Evidence(
+        sq_err=sq_err * lm[:, :, None],
+        log_var=s * lm[:, :, None],
+        beat_dev=dev * lm[:, :, None],
+        lead_mask=lm,
+        embedding=out.embedding,
+        age_pred=out.age,
     )
-    err = torch.exp(-log_var) * (x_hat - xk).pow(2) * hidden[:, None, :]
-    err = err.reshape(k, b, c, n).sum(0) * lm[:, :, None]  # (B, C, N)
+    score = candidate_score(ev, cfg.record_score, cfg, model.reference)
+    map_name = cfg.record_score.rpartition("_")[0]
+    if cfg.record_score in ("knn", "age_gap"):
+        map_name = "weighted"
+    pmap = smooth(point_map(ev, map_name), cfg) * lm[:, :, None]
+    b, c, n = x.shape
+    coarse = pmap.reshape(b, c, cfg.map_segments, n // cfg.map_segments).mean(-1)
+    return AnomalyMap(point_map=pmap, score=score, coarse_map=coarse, evidence=ev)
 
-    kernel = gaussian_kernel(cfg.anomaly_smooth_s * cfg.fs_hz).to(x)
-    radius = kernel.numel() // 2
-    smoothed = F.conv1d(F.pad(err.reshape(b * c, 1, n), (radius, radius), mode="reflect"), kernel[None, None])
-    point_map = smoothed.reshape(b, c, n) * lm[:, :, None]
 
-    if cfg.score_top_k is None:
-        score = point_map.sum(dim=(1, 2)) / (lm.sum(1).clamp_min(1.0) * n)
-    else:
-        score = point_map.reshape(b, -1).topk(cfg.score_top_k, dim=1).values.mean(1)
-    coarse = point_map.reshape(b, c, cfg.map_segments, n // cfg.map_segments).mean(-1)
-    return AnomalyMap(point_map=point_map, score=score, coarse_map=coarse)
+def all_scores(amap: AnomalyMap, model: EcgModel, age: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Every record-score candidate for the records of ``amap`` (evaluation and selection)."""
+    return candidate_scores(amap.evidence, model.cfg, model.reference, age)

@@ -17,6 +17,14 @@ MEASUREMENT_NORMS: tuple[tuple[float, float], ...] = (
     (400.0, 50.0),
 )
 SUPPORTED_FS_HZ = (100, 500)
+# Per-point maps of the record-score candidates (rare_ecg.model.scores) and their aggregations.
+POINT_MAPS: tuple[str, ...] = ("raw", "weighted", "nll", "log_var", "beat_dev")
+AGGREGATIONS: tuple[str, ...] = ("top", "mean")  # mean of the largest score_top_fraction, or plain mean
+SCORE_CANDIDATES: tuple[str, ...] = (
+    *(f"{m}_{a}" for m in POINT_MAPS for a in AGGREGATIONS),
+    "knn",  # distance of the pooled embedding to its nearest reference embeddings
+    "age_gap",  # predicted minus recorded age: reads the recorded age, so never the label-free default
+)
 
 
 @dataclass(frozen=True)
@@ -36,14 +44,20 @@ class ModelConfig:
     beat_pre_s: float = 0.28  # local view: beat window from R - 0.28 s ...
     beat_post_s: float = 0.68  # ... to R + 0.68 s
     beat_mask_ratio: float = 0.3  # local view: contiguous share of the beat window zeroed
+    # Reconstruction NLLs are averaged over hidden points; visible points count with this weight.
+    visible_weight: float = 0.0
+    beat_phase: bool = False  # time since / until the nearest R peaks as an input channel pair
     trend_smooth_s: float = 0.02
     n_measurements: int = len(MEASUREMENTS)
     # Anomaly map
     anomaly_rounds: int = 3  # K shifted patch masks that together hide every patch once
     anomaly_smooth_s: float = 0.03  # Gaussian sigma of the map smoothing
     map_segments: int = 10  # coarse map: 12 leads x this many time segments
-    # None: the record score is the mean of the map (METHOD.md); f: the mean of its largest f * C * N values
-    score_top_fraction: float | None = None
+    # The record score the inference graph computes (a name of SCORE_CANDIDATES, chosen on validation)
+    record_score: str = "weighted_top"
+    score_top_fraction: float = 0.01  # "_top" aggregations: the mean of the largest f * C * N values
+    knn_k: int = 5  # "knn": mean distance to this many nearest reference embeddings
+    n_reference: int = 0  # reference embeddings stored with the model (network.with_references)
 
     def __post_init__(self) -> None:
         if self.fs_hz not in SUPPORTED_FS_HZ:
@@ -59,8 +73,12 @@ class ModelConfig:
             raise ValueError(f"map_segments={self.map_segments} does not divide {self.n_samples} samples")
         if not 0.0 < self.mask_ratio < 1.0 or not 0.0 < self.beat_mask_ratio < 1.0:
             raise ValueError(f"mask ratios must be in (0, 1); got {self.mask_ratio}, {self.beat_mask_ratio}")
-        if self.score_top_fraction is not None and not 0.0 < self.score_top_fraction <= 1.0:
-            raise ValueError(f"score_top_fraction={self.score_top_fraction} must be None or in (0, 1]")
+        if not 0.0 < self.score_top_fraction <= 1.0:
+            raise ValueError(f"score_top_fraction={self.score_top_fraction} must be in (0, 1]")
+        if self.record_score not in SCORE_CANDIDATES:
+            raise ValueError(f"record_score={self.record_score!r} is not one of {SCORE_CANDIDATES}")
+        if self.visible_weight < 0:
+            raise ValueError(f"visible_weight={self.visible_weight} must be >= 0")
         if not 1 <= self.anomaly_rounds <= self.n_patches:
             raise ValueError(f"anomaly_rounds={self.anomaly_rounds} must be in [1, {self.n_patches}]")
 
@@ -77,10 +95,8 @@ class ModelConfig:
         return self.n_samples // self.patch_len
 
     @property
-    def score_top_k(self) -> int | None:
-        """Map points averaged into the record score (None: all of them)."""
-        if self.score_top_fraction is None:
-            return None
+    def score_top_k(self) -> int:
+        """Map points averaged into a "_top" record score."""
         return max(1, round(self.score_top_fraction * self.n_leads * self.n_samples))
 
     @property

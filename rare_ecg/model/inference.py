@@ -4,30 +4,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from rare_ecg.model.anomaly import anomaly_map
+from rare_ecg.model.inputs import INPUT_NAMES, model_inputs
 from rare_ecg.model.network import EcgModel
+from rare_ecg.model.scores import ECG_ONLY
 
-INPUT_NAMES = ("signal", "lead_mask", "beat_start")
+__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "InferenceGraph", "export_onnx", "macs_per_ecg"]
+
 OUTPUT_NAMES = ("probs", "anomaly_score", "anomaly_map", "age", "sex_female_prob")
 
 
 class InferenceGraph(nn.Module):
-    """signal (B, 12, N) float32, lead_mask (B, 12) float32, beat_start (B,) int64 ->
-    probs (B, L), anomaly_score (B,), anomaly_map (B, 12, map_segments), age (B,) years, P(female) (B,)."""
+    """The inputs of rare_ecg.model.inputs (INPUT_NAMES: signal (B, 12, N) float32, lead_mask (B, 12)
+    float32, beat_start (B,) int64, beat_phase (B, 2, N) float32, beat_neighbours (B, 2, N) int64) ->
+    probs (B, L), anomaly_score (B,) = the model's cfg.record_score, anomaly_map (B, 12, map_segments),
+    age (B,) years, P(female) (B,)."""
 
     def __init__(self, model: EcgModel) -> None:
         super().__init__()
+        if model.cfg.record_score not in ECG_ONLY:
+            raise ValueError(
+                f"the served record score must read the ECG only; cfg.record_score={model.cfg.record_score!r}"
+                f" is not one of {ECG_ONLY}"
+            )
         self.model = model
 
     def forward(
-        self, signal: torch.Tensor, lead_mask: torch.Tensor, beat_start: torch.Tensor
+        self,
+        signal: torch.Tensor,
+        lead_mask: torch.Tensor,
+        beat_start: torch.Tensor,
+        beat_phase: torch.Tensor,
+        beat_neighbours: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.model(signal, lead_mask, beat_start)
-        amap = anomaly_map(self.model, signal, lead_mask, beat_start, local_tokens=out.local_tokens)
+        phase = beat_phase if self.model.cfg.beat_phase else None
+        out = self.model(signal, lead_mask, beat_start, phase)
+        amap = anomaly_map(self.model, signal, lead_mask, beat_start, phase, beat_neighbours, out=out)
         return (
             torch.sigmoid(out.logits),
             amap.score,
@@ -37,13 +54,16 @@ class InferenceGraph(nn.Module):
         )
 
 
-def example_inputs(model: EcgModel, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def example_inputs(model: EcgModel, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Random signals whose R peaks are every 0.8 s, through model_inputs like real rows."""
     cfg = model.cfg
-    gen = torch.Generator().manual_seed(0)
-    signal = torch.randn(batch, cfg.n_leads, cfg.n_samples, generator=gen)
-    lead_mask = torch.ones(batch, cfg.n_leads)
-    beat_start = torch.full((batch,), (cfg.n_samples - cfg.beat_len) // 2, dtype=torch.int64)
-    return signal, lead_mask, beat_start
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(batch, cfg.n_leads, cfg.n_samples)).astype(np.float32)
+    peaks = [np.arange(cfg.fs_hz // 2, cfg.n_samples, round(0.8 * cfg.fs_hz)) for _ in range(batch)]
+    x, lead_mask, beat_start, phase, neighbours = model_inputs(
+        signal, np.ones((batch, cfg.n_leads), dtype=bool), peaks, cfg
+    ).torch()
+    return x, lead_mask.to(torch.float32), beat_start, phase, neighbours
 
 
 def export_onnx(model: EcgModel, path: str | Path) -> Path:
@@ -60,7 +80,7 @@ def export_onnx(model: EcgModel, path: str | Path) -> Path:
             str(path),
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
+            dynamic_shapes=tuple({0: batch} for _ in INPUT_NAMES),
             external_data=False,
             dynamo=True,
             verbose=False,

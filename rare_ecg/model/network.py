@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rare_ecg.model.config import AGE_NORM, MEASUREMENT_NORMS, ModelConfig
-from rare_ecg.model.objectives import extract_beat, patch_to_samples, trend_view
+from rare_ecg.model.objectives import extract_beat, trend_view
 
 GLOBAL, LOCAL, TREND = 0, 1, 2
 LOG_VAR_LIMIT = 10.0  # |s| bound: keeps exp(-s) finite in float32 early in training and under ONNX
@@ -78,10 +78,12 @@ class Outputs:
     x_hat: torch.Tensor  # (B, C, N) global reconstruction
     x_log_var: torch.Tensor  # (B, C, N) its log-variance s
     beat: torch.Tensor  # (B, C, W) the unmasked beat window (the local target)
+    beat_hidden: torch.Tensor  # (B, W) bool, the beat window's hidden samples (the sample's one mask)
     beat_hat: torch.Tensor  # (B, C, W)
     beat_log_var: torch.Tensor  # (B, C, W)
     trend_hat: torch.Tensor  # (B, C, N) raw signal reconstructed from the trend and global latents
     local_tokens: torch.Tensor  # (B, W / patch_len, D) encoded beat, before fusion
+    embedding: torch.Tensor  # (B, 3 * D) pooled representation (heads, kNN score)
     age: torch.Tensor  # (B,) years
     sex_logit: torch.Tensor  # (B,) logit of female
     measurements: torch.Tensor  # (B, M) hr bpm, pr / qrs / qt ms
@@ -89,12 +91,15 @@ class Outputs:
 
 
 class EcgModel(nn.Module):
+    reference: torch.Tensor  # (n_reference, 3 * D) buffer
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         d, c, p = cfg.d_model, cfg.n_leads, cfg.patch_len
-        # A patch token sees its samples and which of them are hidden (an extra "visible" channel).
-        self.embed = nn.Linear((c + 1) * p, d)
+        # A patch token sees its samples, which of them are hidden (an extra "visible" channel) and,
+        # with cfg.beat_phase, the time since / until the nearest R peaks (two channels).
+        self.embed = nn.Linear((c + 1 + (2 if cfg.beat_phase else 0)) * p, d)
         self.lead_embed = nn.Linear(c, d, bias=False)  # which leads are present
         self.view_embed = nn.Parameter(torch.zeros(3, d))
         self.pos_global = nn.Parameter(0.02 * torch.randn(cfg.n_patches, d))
@@ -110,17 +115,30 @@ class EcgModel(nn.Module):
         self.ln_repr = nn.LayerNorm(3 * d)
         self.attribute_head = nn.Linear(3 * d, 2 + cfg.n_measurements)  # age, sex logit, measurements
         self.classifier = nn.Linear(3 * d, len(cfg.labels)) if cfg.labels else None
+        # Embeddings of reference records (training normals) for the "knn" record score.
+        self.register_buffer("reference", torch.zeros(cfg.n_reference, 3 * d))
         norms = torch.tensor([AGE_NORM, (0.0, 1.0), *MEASUREMENT_NORMS[: cfg.n_measurements]])
         self.register_buffer("attr_centre", norms[:, 0].clone(), persistent=False)
         self.register_buffer("attr_scale", norms[:, 1].clone(), persistent=False)
 
     def encode(
-        self, x: torch.Tensor, visible: torch.Tensor, lead_mask: torch.Tensor, view: int
+        self,
+        x: torch.Tensor,
+        visible: torch.Tensor,
+        lead_mask: torch.Tensor,
+        view: int,
+        phase: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, C, n) signal, (B, n) visible-sample mask, (B, C) lead mask -> (B, n / patch_len, D)."""
+        """(B, C, n) signal, (B, n) visible-sample mask, (B, C) lead mask, (B, 2, n) beat phase
+        -> (B, n / patch_len, D). Hidden samples and absent leads enter as exact zeros."""
         vis = visible.to(x.dtype)[:, None, :]
         lm = lead_mask.to(x.dtype)
-        tokens = self.embed(patchify(torch.cat([x * vis * lm[:, :, None], vis], dim=1), self.cfg.patch_len))
+        parts = [x * vis * lm[:, :, None], vis]
+        if self.cfg.beat_phase:
+            if phase is None:
+                raise ValueError("this model takes a beat_phase input (cfg.beat_phase=True); got None")
+            parts.append(phase.to(x.dtype))
+        tokens = self.embed(patchify(torch.cat(parts, dim=1), self.cfg.patch_len))
         pos = self.pos_local if view == LOCAL else self.pos_global
         tokens = tokens + pos + self.view_embed[view] + self.lead_embed(lm)[:, None, :]
         for block in self.backbone:
@@ -132,36 +150,61 @@ class EcgModel(nn.Module):
         x: torch.Tensor,
         lead_mask: torch.Tensor,
         beat_start: torch.Tensor,
-        beat_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The beat window (B, C, W) and its tokens; ``beat_mask`` (B, W) True = hidden."""
-        beat = extract_beat(x, beat_start, self.cfg.beat_len)
-        visible = torch.ones_like(beat[:, 0]) if beat_mask is None else (~beat_mask).to(x.dtype)
-        return beat, self.encode(beat, visible, lead_mask, LOCAL)
+        hidden: torch.Tensor | None,
+        phase: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The beat window (B, C, W), its hidden samples (B, W) and its tokens. ``hidden`` (B, N) is the
+        sample's one mask (True = hidden) over the whole signal; the window shows exactly what it shows."""
+        w = self.cfg.beat_len
+        beat = extract_beat(x, beat_start, w)
+        beat_hidden = (
+            torch.zeros_like(beat[:, 0], dtype=torch.bool)
+            if hidden is None
+            else extract_beat(hidden[:, None, :].to(x.dtype), beat_start, w)[:, 0] > 0.5
+        )
+        beat_phase = None if phase is None else extract_beat(phase, beat_start, w)
+        tokens = self.encode(beat, (~beat_hidden).to(x.dtype), lead_mask, LOCAL, beat_phase)
+        return beat, beat_hidden, tokens
 
     def signal_and_log_var(self, head_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A decoder's (B, T, 2 * C * patch_len) output -> signal and log-variance s, each (B, C, T * patch_len)."""
         x_hat, log_var = unpatchify(head_out, 2 * self.cfg.n_leads).chunk(2, dim=1)
         return x_hat, log_var.clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)
 
+    def reconstruct(
+        self,
+        x: torch.Tensor,
+        lead_mask: torch.Tensor,
+        beat_start: torch.Tensor,
+        hidden: torch.Tensor,
+        phase: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global reconstruction and log-variance (B, C, N) under one sample mask ``hidden`` (B, N),
+        shared by the global patches and the beat window; the trend view takes no part in it."""
+        g = self.encode(x, (~hidden).to(x.dtype), lead_mask, GLOBAL, phase)
+        _, _, local = self.encode_beat(x, lead_mask, beat_start, hidden, phase)
+        return self.signal_and_log_var(self.global_head(self.fuse_global(g, local)))
+
     def forward(
         self,
         x: torch.Tensor,  # (B, C, N) canonical leads at cfg.fs_hz
         lead_mask: torch.Tensor,  # (B, C) True / 1 where the lead is present
         beat_start: torch.Tensor,  # (B,) first sample of the beat window (R peak - beat_pre)
-        patch_mask: torch.Tensor | None = None,  # (B, P) True = patch hidden (pretraining)
-        beat_mask: torch.Tensor | None = None,  # (B, W) True = sample hidden (pretraining)
+        beat_phase: torch.Tensor | None = None,  # (B, 2, N) rare_ecg.model.inputs (cfg.beat_phase)
+        hidden: torch.Tensor | None = None,  # (B, N) True = sample hidden from every view (pretraining)
     ) -> Outputs:
         cfg = self.cfg
-        visible = (
-            torch.ones_like(x[:, 0])
-            if patch_mask is None
-            else (~patch_to_samples(patch_mask, cfg.patch_len)).to(x.dtype)
-        )
-        g = self.encode(x, visible, lead_mask, GLOBAL)  # (B, P, D)
-        beat, local = self.encode_beat(x, lead_mask, beat_start, beat_mask)  # (B, C, W), (B, W/p, D)
+        visible = torch.ones_like(x[:, 0]) if hidden is None else (~hidden).to(x.dtype)
+        g = self.encode(x, visible, lead_mask, GLOBAL, beat_phase)  # (B, P, D)
+        beat, beat_hidden, local = self.encode_beat(x, lead_mask, beat_start, hidden, beat_phase)
+        # The trend is unmasked: it reconstructs the signal through its own head and feeds the pooled
+        # representation, never the global reconstruction of hidden points.
         trend = self.encode(
-            trend_view(x, cfg.fs_hz, cfg.trend_smooth_s), torch.ones_like(visible), lead_mask, TREND
+            trend_view(x, cfg.fs_hz, cfg.trend_smooth_s),
+            torch.ones_like(visible),
+            lead_mask,
+            TREND,
+            beat_phase,
         )
 
         g_local = self.fuse_global(g, local)
@@ -177,10 +220,12 @@ class EcgModel(nn.Module):
             x_hat=x_hat,
             x_log_var=x_log_var,
             beat=beat,
+            beat_hidden=beat_hidden,
             beat_hat=beat_hat,
             beat_log_var=beat_log_var,
             trend_hat=unpatchify(self.trend_head(g_trend), cfg.n_leads),
             local_tokens=local,
+            embedding=z,
             age=attrs[:, 0],
             sex_logit=attrs[:, 1],
             measurements=attrs[:, 2:],
@@ -197,3 +242,12 @@ def with_labels(pretrained: EcgModel, labels: tuple[str, ...]) -> EcgModel:
     if unexpected or any(not k.startswith("classifier.") for k in missing):
         raise ValueError(f"pretrained weights do not fit: missing {missing}, unexpected {unexpected}")
     return model
+
+
+def with_references(model: EcgModel, embeddings: torch.Tensor) -> EcgModel:
+    """The same model carrying ``embeddings`` (R, 3 * D) as its reference set for the "knn" score."""
+    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "n_reference": int(embeddings.shape[0])})
+    out = EcgModel(cfg)
+    state = {k: v for k, v in model.state_dict().items() if k != "reference"}
+    out.load_state_dict({**state, "reference": embeddings.detach().to(torch.float32)})
+    return out

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rare_ecg.model.config import AGE_NORM, MEASUREMENT_NORMS
-from rare_ecg.signals.rpeaks import detect_r_peaks
 from rare_ecg.signals.trend import moving_average_width
 
 # --- Views --------------------------------------------------------------------------------------------
@@ -54,32 +52,24 @@ def extract_beat(x: torch.Tensor, beat_start: torch.Tensor, length: int) -> torc
     return x.gather(2, idx.expand(batch, channels, length))
 
 
-def choose_beat_starts(
-    signal: np.ndarray,
-    fs_hz: float,
-    pre: int,
-    length: int,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Start sample of the beat window (R - pre) for each (C, N) record of a (B, C, N) batch.
-
-    Only R peaks whose whole window fits are eligible. With ``rng`` one is drawn at random (training);
-    without, the one nearest the record's centre (evaluation and scoring: deterministic). A record
-    with no eligible peak gets the centred window (ours: the view is then a plain 0.96 s excerpt).
-    """
-    batch, _, n = signal.shape
-    starts = np.empty(batch, dtype=np.int64)
-    for i in range(batch):
-        peaks = detect_r_peaks(signal[i], fs_hz)
-        cand = peaks - pre
-        cand = cand[(cand >= 0) & (cand + length <= n)]
-        if cand.size == 0:
-            starts[i] = (n - length) // 2
-        elif rng is None:
-            starts[i] = cand[np.argmin(np.abs(cand + pre - n // 2))]
-        else:
-            starts[i] = cand[rng.integers(cand.size)]
-    return starts
+def training_mask(
+    beat_start: torch.Tensor,
+    n_patches: int,
+    patch_len: int,
+    beat_len: int,
+    ratios: tuple[float, float],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """(B, N) bool, True = hidden: the sample's one mask, shared by every view. Random patches of the
+    global signal (``ratios[0]`` of them) together with one contiguous span of the beat window
+    (``ratios[1]`` of it, placed at ``beat_start``), so no view shows a point another view must guess."""
+    b = beat_start.shape[0]
+    hidden = patch_to_samples(random_patch_mask(b, n_patches, ratios[0], generator), patch_len)
+    span = random_span_mask(b, beat_len, ratios[1], generator)  # (B, W)
+    n = hidden.shape[1]
+    start = beat_start.long().clamp(0, n - beat_len)
+    idx = start[:, None] + torch.arange(beat_len)[None, :]
+    return hidden.scatter(1, idx, hidden.gather(1, idx) | span)
 
 
 def trend_view(x: torch.Tensor, fs_hz: float, smooth_s: float) -> torch.Tensor:
@@ -95,19 +85,39 @@ def trend_view(x: torch.Tensor, fs_hz: float, smooth_s: float) -> torch.Tensor:
 # --- Losses -------------------------------------------------------------------------------------------
 
 
-def heteroscedastic_nll(
-    pred: torch.Tensor, log_var: torch.Tensor, target: torch.Tensor, lead_mask: torch.Tensor
+def point_weights(
+    lead_mask: torch.Tensor, hidden: torch.Tensor | None, visible_weight: float, like: torch.Tensor
 ) -> torch.Tensor:
-    """mean(exp(-s) * (x_hat - x)^2 + s) over the present leads of (B, C, N) tensors; lead_mask (B, C)."""
-    w = lead_mask.to(pred.dtype)[:, :, None].expand_as(pred)
+    """(B, C, N) loss weights: present leads only; hidden points 1, visible ones ``visible_weight``."""
+    w = lead_mask.to(like.dtype)[:, :, None].expand_as(like)
+    if hidden is None:
+        return w
+    h = hidden.to(like.dtype)[:, None, :]
+    return w * (h + visible_weight * (1.0 - h))
+
+
+def heteroscedastic_nll(
+    pred: torch.Tensor,
+    log_var: torch.Tensor,
+    target: torch.Tensor,
+    lead_mask: torch.Tensor,
+    hidden: torch.Tensor | None = None,
+    visible_weight: float = 0.0,
+) -> torch.Tensor:
+    """Weighted mean of exp(-s) * (x_hat - x)^2 + s over (B, C, N) tensors: present leads (B, C) only;
+    with ``hidden`` (B, N), hidden points at weight 1 and visible ones at ``visible_weight``."""
+    w = point_weights(lead_mask, hidden, visible_weight, pred)
     per_point = torch.exp(-log_var) * (pred - target).pow(2) + log_var
-    return (per_point * w).sum() / w.sum().clamp_min(1.0)
+    return (per_point * w).sum() / w.sum().clamp_min(1e-6)
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the present leads of (B, C, N) tensors."""
-    w = lead_mask.to(pred.dtype)[:, :, None].expand_as(pred)
-    return ((pred - target).pow(2) * w).sum() / w.sum().clamp_min(1.0)
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, lead_mask: torch.Tensor, hidden: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error over the present leads of (B, C, N) tensors (over hidden points only, given
+    ``hidden`` (B, N))."""
+    w = point_weights(lead_mask, hidden, 0.0, pred)
+    return ((pred - target).pow(2) * w).sum() / w.sum().clamp_min(1e-6)
 
 
 def _present_mean(errors: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ Plain PyTorch on CPU; the distributed jobs wrap exactly these functions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from rare_ecg.model.config import ModelConfig
+from rare_ecg.model.inputs import ModelInputs, model_inputs
 from rare_ecg.model.network import EcgModel, Outputs
 from rare_ecg.model.objectives import (
     ClassifierLoss,
@@ -19,8 +21,7 @@ from rare_ecg.model.objectives import (
     classification_loss,
     heteroscedastic_nll,
     masked_mse,
-    random_patch_mask,
-    random_span_mask,
+    training_mask,
 )
 
 
@@ -30,11 +31,29 @@ class Batch:
 
     signal: np.ndarray  # (B, 12, N) float32 at the model rate
     lead_mask: np.ndarray  # (B, 12) bool
-    beat_start: np.ndarray  # (B,) int64 (objectives.choose_beat_starts)
+    beat_positions: Sequence[np.ndarray]  # R peaks per row, in the row's samples (rare_ecg.model.inputs)
     age: np.ndarray | None = None  # (B,) years
     sex: np.ndarray | None = None  # (B,) 1 = female, 0 = male
     measurements: np.ndarray | None = None  # (B, 4) hr bpm, pr / qrs / qt ms
     labels: np.ndarray | None = None  # (B, L) {0, 1} in the model's label order
+
+    def inputs(self, cfg: ModelConfig, rng: np.random.Generator | None = None) -> ModelInputs:
+        """The model's inputs; ``rng`` draws the beat window (training), else it is deterministic."""
+        return model_inputs(self.signal, self.lead_mask, self.beat_positions, cfg, rng)
+
+    def subset(self, idx: np.ndarray) -> Batch:
+        def take(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.asarray(a)[idx]
+
+        return Batch(
+            signal=self.signal[idx],
+            lead_mask=self.lead_mask[idx],
+            beat_positions=[self.beat_positions[i] for i in np.asarray(idx).tolist()],
+            age=take(self.age),
+            sex=take(self.sex),
+            measurements=take(self.measurements),
+            labels=take(self.labels),
+        )
 
 
 @dataclass(frozen=True)
@@ -58,30 +77,38 @@ def _nan_column(batch: Batch, values: np.ndarray | None, width: int | None = Non
     return torch.as_tensor(np.asarray(values, dtype=np.float32))
 
 
-def _inputs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (
-        torch.as_tensor(np.asarray(batch.signal, dtype=np.float32)),
-        torch.as_tensor(np.asarray(batch.lead_mask, dtype=bool)),
-        torch.as_tensor(np.asarray(batch.beat_start, dtype=np.int64)),
-    )
-
-
 def pretrain_losses(model: EcgModel, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Every pretraining term for one batch, with fresh masks drawn from ``generator``."""
+    """Every pretraining term for one batch, with the beat window and the sample's one mask drawn
+    afresh from ``generator``. Reconstruction NLLs are over hidden points (visible ones at
+    cfg.visible_weight); ``hidden_mse`` (not in the objective) is the inpainting error."""
     cfg = model.cfg
-    x, lead_mask, beat_start = _inputs(batch)
-    b = x.shape[0]
-    patch_mask = random_patch_mask(b, cfg.n_patches, cfg.mask_ratio, generator)
-    beat_mask = random_span_mask(b, cfg.beat_len, cfg.beat_mask_ratio, generator)
-    out = model(x, lead_mask, beat_start, patch_mask=patch_mask, beat_mask=beat_mask)
-    return {**_reconstruction_losses(out, x, lead_mask), **_attribute_terms(out, batch, cfg)}
-
-
-def _reconstruction_losses(out: Outputs, x: torch.Tensor, lead_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    x, lead_mask, beat_start, phase, _ = batch.inputs(cfg, np.random.default_rng(seed)).torch()
+    hidden = training_mask(
+        beat_start,
+        cfg.n_patches,
+        cfg.patch_len,
+        cfg.beat_len,
+        (cfg.mask_ratio, cfg.beat_mask_ratio),
+        generator,
+    )
+    out = model(x, lead_mask, beat_start, phase, hidden=hidden)
     return {
-        "global": heteroscedastic_nll(out.x_hat, out.x_log_var, x, lead_mask),
-        "local": heteroscedastic_nll(out.beat_hat, out.beat_log_var, out.beat, lead_mask),
+        **reconstruction_losses(out, x, lead_mask, hidden, cfg.visible_weight),
+        **_attribute_terms(out, batch, cfg),
+    }
+
+
+def reconstruction_losses(
+    out: Outputs, x: torch.Tensor, lead_mask: torch.Tensor, hidden: torch.Tensor, visible_weight: float
+) -> dict[str, torch.Tensor]:
+    return {
+        "global": heteroscedastic_nll(out.x_hat, out.x_log_var, x, lead_mask, hidden, visible_weight),
+        "local": heteroscedastic_nll(
+            out.beat_hat, out.beat_log_var, out.beat, lead_mask, out.beat_hidden, visible_weight
+        ),
         "trend": masked_mse(out.trend_hat, x, lead_mask),
+        "hidden_mse": masked_mse(out.x_hat, x, lead_mask, hidden).detach(),
     }
 
 
@@ -147,8 +174,8 @@ def finetune_step(
     if batch.labels is None or not model.cfg.labels:
         raise ValueError("fine-tuning needs batch.labels and a model built with a label vocabulary")
     model.train()
-    x, lead_mask, beat_start = _inputs(batch)
-    clean = model(x, lead_mask, beat_start)
+    x, lead_mask, beat_start, phase, _ = batch.inputs(model.cfg).torch()
+    clean = model(x, lead_mask, beat_start, phase)
     labels = torch.as_tensor(np.asarray(batch.labels, dtype=np.float32))
     cls = classification_loss(clean.logits, labels, settings.loss)
     loss = cls

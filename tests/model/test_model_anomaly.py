@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from rare_ecg.model.anomaly import anomaly_map, gaussian_kernel
+from rare_ecg.model.anomaly import anomaly_map
 from rare_ecg.model.config import ModelConfig
-from rare_ecg.model.network import EcgModel
+from rare_ecg.model.network import GLOBAL, EcgModel
+from rare_ecg.model.scores import gaussian_kernel
 
 
 class RecordingModel(EcgModel):
@@ -21,11 +22,16 @@ class RecordingModel(EcgModel):
         self.visible_seen: list[torch.Tensor] = []
 
     def encode(
-        self, x: torch.Tensor, visible: torch.Tensor, lead_mask: torch.Tensor, view: int
+        self,
+        x: torch.Tensor,
+        visible: torch.Tensor,
+        lead_mask: torch.Tensor,
+        view: int,
+        phase: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if x.shape[-1] == self.cfg.n_samples:
+        if view == GLOBAL:
             self.visible_seen.append(visible.clone())
-        return super().encode(x, visible, lead_mask, view)
+        return super().encode(x, visible, lead_mask, view, phase)
 
     def signal_and_log_var(self, head_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_hat, log_var = super().signal_and_log_var(head_out)
@@ -47,15 +53,16 @@ def test_gaussian_kernel_is_normalised_symmetric_with_the_requested_sigma() -> N
 
 
 def test_map_uses_each_point_once_from_the_round_that_hid_it(tiny_config: ModelConfig) -> None:
-    cfg = tiny_config
+    cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "record_score": "weighted_mean"})
     model = RecordingModel(cfg).eval()
     x = torch.randn(2, 12, cfg.n_samples)
     lead_mask = torch.ones(2, 12, dtype=torch.bool)
     lead_mask[1, 7] = False
     with torch.no_grad():
         result = anomaly_map(model, x, lead_mask, torch.tensor([100, 300]))
-    # One encode of the local view (not recorded: shorter) and one batched encode of K rounds.
-    (visible,) = model.visible_seen
+    # A clean global encode (everything visible), then one batched encode of the K rounds.
+    clean, visible = model.visible_seen
+    assert (clean == 1).all()
     hidden = (1 - visible).reshape(cfg.anomaly_rounds, 2, cfg.n_samples)
     assert torch.equal(hidden[:, 0], hidden[:, 1])  # the same deterministic rounds for every record
     assert torch.equal(hidden.sum(0), torch.ones(2, cfg.n_samples))  # every point hidden exactly once
@@ -75,7 +82,7 @@ def test_map_uses_each_point_once_from_the_round_that_hid_it(tiny_config: ModelC
 
 
 def test_top_fraction_score_is_the_mean_of_the_largest_values(tiny_config: ModelConfig) -> None:
-    cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "score_top_fraction": 0.01})
+    cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "record_score": "weighted_top"})
     assert cfg.score_top_k == 120  # 1% of 12 x 1000 points
     model = RecordingModel(cfg).eval()
     x = torch.randn(2, 12, cfg.n_samples)

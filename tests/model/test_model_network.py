@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from rare_ecg.model.anomaly import hidden_reconstruction
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.model.inference import count_params, macs_per_ecg
 from rare_ecg.model.network import EcgModel, with_labels
-from rare_ecg.model.objectives import patch_to_samples, random_patch_mask
+from rare_ecg.model.objectives import patch_to_samples, shifted_patch_masks, training_mask
 from rare_ecg.model.training import Batch, PretrainWeights, pretrain_losses, pretrain_objective
 
 CPU_BUDGET_MAC = 0.5e9  # per ECG at 100 Hz, probabilities plus anomaly map (issue 4)
@@ -36,37 +38,59 @@ def test_output_shapes(fs: int, tiny_config: ModelConfig) -> None:
     assert 0 < out.age.mean().item() < 120
 
 
-def test_absent_leads_and_hidden_patches_carry_no_information(tiny_config: ModelConfig) -> None:
-    model = EcgModel(tiny_config).eval()
-    x, lead_mask, beat_start = _inputs(tiny_config)
-    lead_mask[:, 5] = False
-    patch_mask = random_patch_mask(3, tiny_config.n_patches, 0.3, torch.Generator().manual_seed(0))
-    hidden = patch_to_samples(patch_mask, tiny_config.patch_len)
-    beat = torch.zeros_like(hidden)
-    for i, s in enumerate(beat_start.tolist()):
-        beat[i, s : s + tiny_config.beat_len] = True
-    with torch.no_grad():
-        out = model(x, lead_mask, beat_start, patch_mask=patch_mask)
-        # Garbage in an absent lead: nothing changes.
-        x_absent = x.clone()
-        x_absent[:, 5] = 1e3
-        out_absent = model(x_absent, lead_mask, beat_start, patch_mask=patch_mask)
-        # Garbage in hidden patches outside the beat window: the global reconstruction is unchanged.
-        x_hidden = x.clone()
-        garbage = (hidden & ~beat)[:, None, :].expand_as(x)
-        x_hidden[garbage] = 1e3
-        out_hidden = model(x_hidden, lead_mask, beat_start, patch_mask=patch_mask)
-    torch.testing.assert_close(out_absent.logits, out.logits)
-    torch.testing.assert_close(out_absent.x_hat, out.x_hat)
-    torch.testing.assert_close(out_hidden.x_hat, out.x_hat)
-    torch.testing.assert_close(out_hidden.x_log_var, out.x_log_var)
-    # ... whereas the same change in visible samples does change it (the test can fail).
-    x_visible = x.clone()
-    x_visible[(~hidden & ~beat)[:, None, :].expand_as(x)] += 1.0
-    with torch.no_grad():
-        assert not torch.allclose(
-            model(x_visible, lead_mask, beat_start, patch_mask=patch_mask).x_hat, out.x_hat
+def test_absent_leads_and_hidden_points_carry_no_information(tiny_config: ModelConfig) -> None:
+    """The leak test: noise on hidden inputs leaves their reconstruction (global and local) exactly
+    unchanged, the beat window and the trend view included, whatever the beat-phase setting."""
+    for beat_phase in (False, True):
+        cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "beat_phase": beat_phase})
+        model = EcgModel(cfg).eval()
+        x, lead_mask, beat_start = _inputs(cfg)
+        lead_mask[:, 5] = False
+        phase = torch.rand(3, 2, cfg.n_samples)
+        hidden = training_mask(
+            beat_start,
+            cfg.n_patches,
+            cfg.patch_len,
+            cfg.beat_len,
+            (0.3, 0.3),
+            torch.Generator().manual_seed(0),
         )
+        with torch.no_grad():
+            out = model(x, lead_mask, beat_start, phase, hidden=hidden)
+            # Garbage in an absent lead: nothing changes.
+            x_absent = x.clone()
+            x_absent[:, 5] = 1e3
+            out_absent = model(x_absent, lead_mask, beat_start, phase, hidden=hidden)
+            # Noise on every hidden point, the beat window's included.
+            x_hidden = x + 5.0 * torch.randn_like(x) * hidden[:, None, :]
+            out_hidden = model(x_hidden, lead_mask, beat_start, phase, hidden=hidden)
+            noisy = x + 5.0 * torch.randn_like(x)
+        torch.testing.assert_close(out_absent.logits, out.logits)
+        torch.testing.assert_close(out_absent.x_hat, out.x_hat)
+        assert out.beat_hidden.any() and (out.beat_hidden.sum(1) >= round(0.3 * cfg.beat_len)).all()
+        assert torch.equal(out_hidden.x_hat, out.x_hat)
+        assert torch.equal(out_hidden.x_log_var, out.x_log_var)
+        assert torch.equal(out_hidden.beat_hat, out.beat_hat)
+        # ... whereas the same change in visible samples does change it (the test can fail).
+        with torch.no_grad():
+            x_visible = x + 5.0 * torch.randn_like(x) * (~hidden)[:, None, :]
+            assert not torch.allclose(
+                model(x_visible, lead_mask, beat_start, phase, hidden=hidden).x_hat, out.x_hat
+            )
+        # Each round of the anomaly map: its reconstruction does not move when its hidden samples change.
+        k_hidden = patch_to_samples(shifted_patch_masks(cfg.n_patches, cfg.anomaly_rounds), cfg.patch_len)
+        expected = torch.zeros_like(x)
+        for h in k_hidden:
+            hb = h[None].expand(3, -1)
+            with torch.no_grad():
+                a = model.reconstruct(x, lead_mask, beat_start, hb, phase)
+                b = model.reconstruct(torch.where(hb[:, None, :], noisy, x), lead_mask, beat_start, hb, phase)
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+            expected += (a[0] - x).pow(2) * hb[:, None, :]
+        # ... and the map takes each point's error from the round that hid it.
+        with torch.no_grad():
+            err, _ = hidden_reconstruction(model, x, lead_mask, beat_start, phase)
+        torch.testing.assert_close(err, expected)
 
 
 def test_records_in_a_batch_do_not_influence_each_other(tiny_config: ModelConfig) -> None:
@@ -97,6 +121,8 @@ def test_config_rejects_what_the_network_cannot_take() -> None:
         ModelConfig(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match="score_top_fraction"):
         ModelConfig(score_top_fraction=0.0)
+    with pytest.raises(ValueError, match="record_score"):
+        ModelConfig(record_score="mean_of_everything")
     cfg = ModelConfig(labels=("X",), d_model=64)
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
 
@@ -115,11 +141,11 @@ def test_fine_tuning_model_keeps_every_pretrained_weight_but_the_classifier(tiny
 def test_pretraining_reaches_every_parameter_except_the_classifier(tiny_config: ModelConfig) -> None:
     """Distributed data parallel training fails on parameters that no loss reaches."""
     model = EcgModel(tiny_config)
-    x, lead_mask, beat_start = _inputs(tiny_config, batch=4)
+    x, lead_mask, _ = _inputs(tiny_config, batch=4)
     batch = Batch(
         signal=x.numpy(),
         lead_mask=lead_mask.numpy(),
-        beat_start=beat_start.numpy(),
+        beat_positions=[np.arange(30, 1000, 75) for _ in range(4)],
         age=torch.tensor([50.0, 60, 70, 80]).numpy(),
         sex=torch.tensor([0.0, 1, 0, 1]).numpy(),
         measurements=torch.full((4, 4), 100.0).numpy(),

@@ -14,13 +14,13 @@ from rare_ecg.model.objectives import (
     ClassifierLoss,
     asymmetric_loss,
     attribute_losses,
-    choose_beat_starts,
     classification_loss,
     extract_beat,
     heteroscedastic_nll,
     random_patch_mask,
     random_span_mask,
     shifted_patch_masks,
+    training_mask,
 )
 
 # --- masks ----------------------------------------------------------------------------------------------
@@ -67,20 +67,27 @@ def test_beat_window_spans_minus_028_to_plus_068_s_and_its_mask_is_one_30_percen
         assert starts.min() == 0 and starts.max() == length - span  # every placement is reachable
 
 
-def test_choose_beat_starts_picks_a_real_r_peak_deterministically() -> None:
-    fs = 100
-    t = np.arange(1000) / fs
-    r_peaks = np.arange(50, 1000, 80)
-    lead = np.exp(-0.5 * ((t[:, None] - r_peaks[None] / fs) / 0.012) ** 2).sum(1)
-    signal = np.stack([np.tile(lead, (12, 1)), np.zeros((12, 1000))])  # the second record is flat
-    starts = choose_beat_starts(signal, fs, pre=28, length=96)
-    # The R peak nearest the centre (sample 500 -> peak 530) with a window that fits; flat -> centred.
-    assert starts.tolist() == [530 - 28, (1000 - 96) // 2]
-    assert np.array_equal(starts, choose_beat_starts(signal, fs, pre=28, length=96))
-    many = np.repeat(signal[:1], 200, axis=0)
-    drawn = set(choose_beat_starts(many, fs, 28, 96, np.random.default_rng(0)).tolist())
-    eligible = {int(p) - 28 for p in r_peaks if p - 28 >= 0 and p - 28 + 96 <= 1000}
-    assert drawn == eligible  # random choice over every R peak whose window fits, and nothing else
+def test_one_mask_per_sample_covers_global_patches_and_the_beat_span() -> None:
+    cfg = ModelConfig()
+    starts = torch.tensor([0, 100, 500, cfg.n_samples - cfg.beat_len])
+    gen = torch.Generator().manual_seed(0)
+    hidden = training_mask(starts, cfg.n_patches, cfg.patch_len, cfg.beat_len, (0.3, 0.3), gen)
+    again = training_mask(
+        starts, cfg.n_patches, cfg.patch_len, cfg.beat_len, (0.3, 0.3), torch.Generator().manual_seed(0)
+    )
+    assert hidden.shape == (4, cfg.n_samples) and torch.equal(hidden, again)
+    span = round(0.3 * cfg.beat_len)
+    for i, s in enumerate(starts.tolist()):
+        window = hidden[i, s : s + cfg.beat_len]
+        # The beat window holds a contiguous hidden span of 30% (besides any hidden patches in it)...
+        runs = torch.nonzero(
+            torch.diff(torch.cat([torch.tensor([0]), window.int(), torch.tensor([0])]))
+        ).ravel()
+        assert (runs[1::2] - runs[::2]).max() >= span
+        # ... and outside it the mask is whole patches, 30% of them or fewer than that plus the window.
+        outside = torch.cat([hidden[i, :s], hidden[i, s + cfg.beat_len :]])
+        assert outside.float().mean() < 0.4
+    assert (hidden.float().mean(1) >= 0.3).all()
 
 
 # --- losses ---------------------------------------------------------------------------------------------
@@ -97,6 +104,14 @@ def test_heteroscedastic_nll_is_mean_of_exp_minus_s_times_squared_error_plus_s()
     # An absent lead does not count, whatever its error.
     assert heteroscedastic_nll(pred, s, target, torch.tensor([[True], [False]])).item() == pytest.approx(
         (1.0 + 1.0 + math.log(4.0)) / 2
+    )
+    # Over hidden points only (visible weight 0), or visible points at a weight.
+    hidden = torch.tensor([[False, True], [False, True]])
+    assert heteroscedastic_nll(pred, s, target, present, hidden).item() == pytest.approx(
+        (1.0 + math.log(4.0) + 9.0) / 2
+    )
+    assert heteroscedastic_nll(pred, s, target, present, hidden, 0.5).item() == pytest.approx(
+        (0.5 * 1.0 + 1.0 + math.log(4.0) + 0.5 * 9.0 + 9.0) / 3
     )
     # The optimal log-variance is the log of the squared error: the gradient in s vanishes there.
     s_opt = torch.log(torch.tensor([[[1.0, 4.0]], [[9.0, 9.0]]])).requires_grad_()

@@ -12,15 +12,27 @@ import torch
 
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.model.inference import INPUT_NAMES, OUTPUT_NAMES, InferenceGraph, export_onnx
-from rare_ecg.model.network import EcgModel
+from rare_ecg.model.inputs import model_inputs
+from rare_ecg.model.network import EcgModel, with_references
 
 TOLERANCE = 1e-4
 
 
 @pytest.mark.timeout(300)
-def test_onnx_runtime_matches_pytorch_at_any_batch_size(tmp_path: Path, tiny_config: ModelConfig) -> None:
-    cfg = tiny_config
-    model = EcgModel(cfg).eval()
+@pytest.mark.parametrize(
+    ("beat_phase", "record_score"), [(False, "weighted_top"), (True, "knn"), (True, "beat_dev_top")]
+)
+def test_onnx_runtime_matches_pytorch_at_any_batch_size(
+    tmp_path: Path, tiny_config: ModelConfig, beat_phase: bool, record_score: str
+) -> None:
+    cfg = ModelConfig.from_dict(
+        {**tiny_config.to_dict(), "beat_phase": beat_phase, "record_score": record_score}
+    )
+    model = EcgModel(cfg)
+    if record_score == "knn":
+        model = with_references(model, torch.randn(7, 3 * cfg.d_model))
+        cfg = model.cfg
+    model.eval()
     path = export_onnx(model, tmp_path / "model.onnx")
     assert not list(tmp_path.glob("*.data"))  # one self-contained file
     graph = onnx.load(str(path))
@@ -33,12 +45,12 @@ def test_onnx_runtime_matches_pytorch_at_any_batch_size(tmp_path: Path, tiny_con
         signal = rng.normal(size=(batch, 12, cfg.n_samples)).astype(np.float32)
         lead_mask = np.ones((batch, 12), dtype=np.float32)
         lead_mask[0, [3, 9]] = 0.0  # missing leads travel through the exported graph too
-        beat_start = rng.integers(0, cfg.n_samples - cfg.beat_len, batch).astype(np.int64)
-        got = session.run(None, {"signal": signal, "lead_mask": lead_mask, "beat_start": beat_start})
+        peaks = [np.sort(rng.choice(cfg.n_samples, 12, replace=False)) for _ in range(batch)]
+        inputs = model_inputs(signal, lead_mask > 0, peaks, cfg)
+        got = session.run(None, inputs.feeds())
         with torch.no_grad():
-            want = InferenceGraph(model)(
-                torch.from_numpy(signal), torch.from_numpy(lead_mask), torch.from_numpy(beat_start)
-            )
+            x, _, beat_start, phase, neighbours = inputs.torch()
+            want = InferenceGraph(model)(x, torch.from_numpy(lead_mask), beat_start, phase, neighbours)
         shapes = [(batch, 3), (batch,), (batch, 12, cfg.map_segments), (batch,), (batch,)]
         for name, g, w, shape in zip(OUTPUT_NAMES, got, want, shapes, strict=True):
             assert g.shape == shape, name
@@ -46,7 +58,12 @@ def test_onnx_runtime_matches_pytorch_at_any_batch_size(tmp_path: Path, tiny_con
         assert ((got[0] >= 0) & (got[0] <= 1)).all()
 
 
-def test_export_needs_a_label_vocabulary(tmp_path: Path, tiny_config: ModelConfig) -> None:
+def test_export_needs_a_label_vocabulary_and_an_ecg_only_score(
+    tmp_path: Path, tiny_config: ModelConfig
+) -> None:
     model = EcgModel(ModelConfig.from_dict({**tiny_config.to_dict(), "labels": ()}))
     with pytest.raises(ValueError, match="label vocabulary"):
+        export_onnx(model, tmp_path / "m.onnx")
+    model = EcgModel(ModelConfig.from_dict({**tiny_config.to_dict(), "record_score": "age_gap"}))
+    with pytest.raises(ValueError, match="ECG only"):
         export_onnx(model, tmp_path / "m.onnx")

@@ -17,7 +17,7 @@ from rare_ecg.metrics.ranking import auroc
 from rare_ecg.model.anomaly import anomaly_map
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.model.network import EcgModel, with_labels
-from rare_ecg.model.objectives import ClassifierLoss, choose_beat_starts
+from rare_ecg.model.objectives import ClassifierLoss
 from rare_ecg.model.training import (
     Batch,
     FinetuneSettings,
@@ -29,6 +29,7 @@ from rare_ecg.model.training import (
     save_checkpoint,
 )
 from rare_ecg.signals.preprocess import preprocess
+from tests.model.helpers import r_peaks
 
 
 def _pretrain_config(tiny: ModelConfig, **changes: object) -> ModelConfig:
@@ -51,25 +52,14 @@ def _ptbxl_batch(shared_data: Path, n: int, cfg: ModelConfig) -> Batch:
     return Batch(
         signal=signal,
         lead_mask=np.stack(masks),
-        beat_start=choose_beat_starts(signal, cfg.fs_hz, cfg.beat_pre, cfg.beat_len),
+        beat_positions=r_peaks(signal, cfg.fs_hz),
         age=np.asarray(ages, dtype=np.float32),
         sex=np.asarray(sexes, dtype=np.float32),
     )
 
 
 def _subset(batch: Batch, idx: np.ndarray) -> Batch:
-    def pick(v: np.ndarray | None) -> np.ndarray | None:
-        return None if v is None else v[idx]
-
-    return Batch(
-        signal=batch.signal[idx],
-        lead_mask=batch.lead_mask[idx],
-        beat_start=batch.beat_start[idx],
-        age=pick(batch.age),
-        sex=pick(batch.sex),
-        measurements=pick(batch.measurements),
-        labels=pick(batch.labels),
-    )
+    return batch.subset(idx)
 
 
 def _eval_terms(model: EcgModel, batch: Batch) -> dict[str, float]:
@@ -102,28 +92,22 @@ def test_every_pretraining_term_falls_on_real_ptbxl_records(
 def test_anomaly_score_separates_and_the_map_localizes_injected_abnormalities(
     synthetic_ecgs: Callable[..., Any], tiny_config: ModelConfig
 ) -> None:
-    cfg = _pretrain_config(tiny_config, score_top_fraction=0.01)
+    cfg = _pretrain_config(tiny_config, record_score="weighted_top")
     rng = np.random.default_rng(0)
     train = synthetic_ecgs(rng, 128).signal
     normal = synthetic_ecgs(rng, 30).signal
     abnormal = synthetic_ecgs(rng, 30, abnormal=True)
-    all_leads = np.ones((128, 12), dtype=bool)
-    starts = choose_beat_starts(train, cfg.fs_hz, cfg.beat_pre, cfg.beat_len)
+    data = Batch(train, np.ones((128, 12), dtype=bool), r_peaks(train))
     model = EcgModel(cfg)
     optimizer = make_optimizer(model, lr=3e-3)
     for step in range(80):
-        idx = rng.choice(128, 16, replace=False)
-        pretrain_step(model, optimizer, Batch(train[idx], all_leads[idx], starts[idx]), seed=step)
+        pretrain_step(model, optimizer, data.subset(rng.choice(128, 16, replace=False)), seed=step)
 
     test = np.concatenate([normal, abnormal.signal])
     model.eval()
+    inputs = Batch(test, np.ones((60, 12), dtype=bool), r_peaks(test)).inputs(cfg)
     with torch.no_grad():
-        result = anomaly_map(
-            model,
-            torch.from_numpy(test),
-            torch.ones(60, 12, dtype=torch.bool),
-            torch.from_numpy(choose_beat_starts(test, cfg.fs_hz, cfg.beat_pre, cfg.beat_len)),
-        )
+        result = anomaly_map(model, *inputs.torch())
     is_abnormal = np.r_[np.zeros(30), np.ones(30)]
     assert auroc(is_abnormal, result.score.numpy()) > 0.8
     peak_time = result.point_map.numpy()[30:].sum(1).argmax(1)
@@ -157,7 +141,7 @@ def test_fine_tuning_learns_a_label(
     data = Batch(
         signal=signal,
         lead_mask=np.ones((96, 12), dtype=bool),
-        beat_start=choose_beat_starts(signal, 100, tiny_config.beat_pre, tiny_config.beat_len),
+        beat_positions=r_peaks(signal),
         labels=labels,
     )
     model = with_labels(EcgModel(_pretrain_config(tiny_config)), ("A", "B", "C"))
@@ -173,9 +157,8 @@ def test_fine_tuning_learns_a_label(
     assert np.mean(history[-10:]) < np.mean(history[:10])
     model.eval()
     with torch.no_grad():
-        probs = torch.sigmoid(
-            model(torch.from_numpy(signal), torch.ones(96, 12), torch.from_numpy(data.beat_start)).logits
-        )
+        x, lead_mask, beat_start, phase, _ = data.inputs(model.cfg).torch()
+        probs = torch.sigmoid(model(x, lead_mask, beat_start, phase).logits)
     assert auroc(labels[:, 0], probs[:, 0].numpy()) > 0.8
 
 
@@ -184,9 +167,7 @@ def test_checkpoint_resumes_exactly(
 ) -> None:
     cfg = _pretrain_config(tiny_config)
     signal = synthetic_ecgs(np.random.default_rng(2), 8).signal
-    batch = Batch(
-        signal, np.ones((8, 12), dtype=bool), choose_beat_starts(signal, 100, cfg.beat_pre, cfg.beat_len)
-    )
+    batch = Batch(signal, np.ones((8, 12), dtype=bool), r_peaks(signal))
     model = EcgModel(cfg)
     optimizer = make_optimizer(model, lr=1e-3)
     for step in range(2):
