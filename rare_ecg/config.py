@@ -55,6 +55,36 @@ class IngestConfig(JobConfig):
         return v
 
 
+class ExportConfig(JobConfig):
+    """`rare-ecg export`: a registered classifier version -> ONNX in MLflow, linked to the version."""
+
+    kind: Literal["export"] = "export"
+    model: str = "models:/rare-ecg-classifier@champion"
+    int8: bool = False  # quantise, and keep int8 only if the validation gate accepts it
+    lake: str | None = None  # the validation split of the int8 gate; None: RARE_ECG_LAKE
+    max_label_auroc_drop: float = Field(default=0.005, ge=0, le=1)
+    max_subgroup_auroc_drop: float = Field(default=0.01, ge=0, le=1)
+
+
+class ScoreConfig(JobConfig):
+    """`rare-ecg score`: a cohort of the lake scored by one registered classifier version."""
+
+    kind: Literal["score"] = "score"
+    lake: str | None = None  # None: RARE_ECG_LAKE, else ./lake
+    model: str = "models:/rare-ecg-classifier@champion"
+    fallback_to_challenger: bool = False  # an alias @champion that does not exist -> @challenger
+    cohort: str = "all"  # rare_ecg.scoring.cohort: all | source=..;from=..;to=..;patients=..;split=..
+    run_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    batch_size: int = Field(default=64, ge=1, le=4096)  # windows per ONNX Runtime call (benchmarks/score.py)
+    actors: int | None = Field(default=None, ge=1)  # default: the cluster's CPUs / threads_per_actor
+    threads_per_actor: int = Field(default=1, ge=1, le=64)  # ORT intra-op threads = the actor's CPU share
+    min_leads: int = Field(default=6, ge=1, le=12)  # fewer usable leads: skipped (too_few_leads)
+    min_signal_s: float = Field(default=5.0, ge=0)  # less real signal: skipped (too_short)
+    skip_flags: tuple[str, ...] = ("nan_samples",)  # ecg_waveforms quality flags that skip a record
+    subgroup_metrics: bool = True  # where the cohort has labels
+    n_boot: int = Field(default=200, ge=1)
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"config file {path} does not exist")

@@ -183,9 +183,14 @@ def commit_files(
     job: str,
     run_id: str,
     metadata: Mapping[str, Any] | None = None,
+    replace_partition: Mapping[str, str] | None = None,
 ) -> bool:
     """Commit a run's files to one table in a single transaction. Returns False if the run had already
     committed (its application transaction is in the log): a retried run never duplicates rows.
+
+    ``replace_partition`` ({column: value}): the same transaction removes every file of that partition,
+    so a run that recomputes a partition whole (patient_findings of a model version) replaces it
+    atomically: readers see the old rows or the new ones, never both or neither.
     """
     uri = table_uri(lake, table_name)
     schema = SCHEMAS[table_name]
@@ -212,14 +217,27 @@ def commit_files(
         return True
     if dt.transaction_version(app_id(job, run_id)) is not None:
         return False
+    removes = _partition_removes(dt, replace_partition) if replace_partition else []
     dt.create_write_transaction(
-        list[AddAction | RemoveAction](actions),
+        list[AddAction | RemoveAction]([*actions, *removes]),
         mode="append",
         schema=_delta_schema(schema),
         partition_by=partition_by,
         commit_properties=props,
     )
     return True
+
+
+def _partition_removes(dt: DeltaTable, partition: Mapping[str, str]) -> list[RemoveAction]:
+    """Remove actions for every live file of one partition."""
+    now = int(time.time() * 1000)
+    files = pa.table(dt.get_add_actions(flatten=False)).select(["path", "size_bytes", "partition"])
+    out = []
+    for row in files.to_pylist():
+        values = row["partition"] or {}
+        if all(values.get(k) == v for k, v in partition.items()):
+            out.append(RemoveAction(row["path"], True, now, row["size_bytes"], values))
+    return out
 
 
 def _delta_schema(schema: pa.Schema) -> Any:
