@@ -36,7 +36,7 @@ from rare_ecg.archive.record import (
     RecordError,
     RecordRef,
 )
-from rare_ecg.ingest.rows import RecordRows, build_rows
+from rare_ecg.ingest.rows import RecordRows, build_rows, signal_sha256
 from rare_ecg.lake import commit, identity
 from rare_ecg.lake.paths import normalize_lake, storage_options, table_uri
 from rare_ecg.lake.schema import (
@@ -66,11 +66,13 @@ OUTCOME_SCHEMA = pa.schema(
         ("record_id", pa.string()),
         ("source_path", pa.string()),
         ("checksum", pa.string()),
+        ("signal_sha256", pa.string()),
         ("status", pa.string()),
         ("reason", pa.string()),
         ("detail", pa.string()),
         ("labels", pa.list_(pa.string())),  # canonical codes, "?<source_code>" for unmapped ones
         ("n_annotations", pa.int32()),
+        ("dup_in_lake", pa.bool_()),  # a duplicate of a record already in the lake (named by the driver)
         ("files", pa.string()),  # JSON {table: [PartFile rows]}; set on the batch's first row only
     ]
 )
@@ -124,8 +126,9 @@ class KnownState:
     """What the lake already holds, as sorted 64-bit hashes (compact enough for millions of records)."""
 
     pairs: np.ndarray  # hash(record_id, checksum): the same record already ingested -> skip
-    checksums: np.ndarray  # hash(checksum): the same signal under another record id -> duplicate
+    contents: np.ndarray  # hash(signal_sha256): the same signal under another record id -> duplicate
     record_ids: np.ndarray  # hash(record_id): the same path with other bytes -> rejected, never a 2nd row
+    version: int | None = None  # the ecg_records version these were read at (None: no table yet)
 
     @staticmethod
     def _contains(arr: np.ndarray, value: np.uint64) -> bool:
@@ -135,23 +138,28 @@ class KnownState:
     def has_record(self, record_id: str, checksum: str) -> bool:
         return self._contains(self.pairs, _hash64(record_id, checksum))
 
-    def has_checksum(self, checksum: str) -> bool:
-        return self._contains(self.checksums, _hash64(checksum))
+    def has_content(self, content_sha256: str) -> bool:
+        return self._contains(self.contents, _hash64(content_sha256))
 
     def has_record_id(self, record_id: str) -> bool:
         return self._contains(self.record_ids, _hash64(record_id))
 
 
 def load_known_state(lake: str) -> KnownState:
-    uri = table_uri(lake, ECG_RECORDS)
+    version = commit.table_version(lake, ECG_RECORDS)
     empty = np.zeros(0, dtype=np.uint64)
-    if not commit.DeltaTable.is_deltatable(uri, storage_options=storage_options()):
+    if version is None:
         return KnownState(empty, empty, empty)
-    df = pl.scan_delta(uri, storage_options=storage_options()).select("record_id", "checksum").collect()
-    pairs = np.array([_hash64(r, c) for r, c in df.iter_rows()], dtype=np.uint64)
-    sums = np.array([_hash64(c) for c in df["checksum"]], dtype=np.uint64)
+    df = _lake_records(lake, version).select("record_id", "checksum", "signal_sha256").collect()
+    pairs = np.array([_hash64(r, c) for r, c in df.select("record_id", "checksum").iter_rows()], np.uint64)
+    sums = np.array([_hash64(c) for c in df["signal_sha256"]], dtype=np.uint64)
     ids = np.array([_hash64(r) for r in df["record_id"]], dtype=np.uint64)
-    return KnownState(np.sort(pairs), np.unique(sums), np.unique(ids))
+    return KnownState(np.sort(pairs), np.unique(sums), np.unique(ids), version)
+
+
+def _lake_records(lake: str, version: int) -> pl.LazyFrame:
+    uri = table_uri(lake, ECG_RECORDS)
+    return pl.scan_delta(uri, version=version, storage_options=storage_options())
 
 
 def _known_rejects(lake: str) -> pl.DataFrame:
@@ -220,6 +228,7 @@ class BatchProcessor:
             "detail": None,
             "labels": [],
             "n_annotations": 0,
+            "dup_in_lake": False,
         }
         try:
             rec = self.reader.read(ref)
@@ -230,6 +239,7 @@ class BatchProcessor:
             out.update(reason=REASON_READ_ERROR, detail=f"{type(err).__name__}: {err}")
             return out, None
         out["checksum"] = rec.checksum
+        out["signal_sha256"] = content = signal_sha256(rec)
         rec.source = self.source
         if self.known.has_record(out["record_id"], rec.checksum):
             out["status"] = STATUS_SKIPPED
@@ -241,10 +251,11 @@ class BatchProcessor:
                 f"(checksum now {rec.checksum[:16]}): a changed record is not overwritten",
             )
             return out, None
-        if self.known.has_checksum(rec.checksum):
+        if self.known.has_content(content):
             out.update(
                 reason=REASON_DUPLICATE,
-                detail=f"checksum {rec.checksum[:16]} is already in {ECG_RECORDS} under another record_id",
+                detail=f"the same signal (signal_sha256 {content[:16]}) is already in {ECG_RECORDS}",
+                dup_in_lake=True,
             )
             return out, None
         try:
@@ -252,7 +263,14 @@ class BatchProcessor:
         except ValueError as err:
             out.update(reason=REASON_UNUSABLE_SIGNAL, detail=str(err))
             return out, None
-        rows = build_rows(rec, pre, run_id=self.run_id, secret=self.secret, ingested_at=self.ingested_at)
+        rows = build_rows(
+            rec,
+            pre,
+            run_id=self.run_id,
+            secret=self.secret,
+            ingested_at=self.ingested_at,
+            content_sha256=content,
+        )
         out["status"] = STATUS_INGESTED
         out["labels"] = [lab.code or f"?{lab.source_code}" for lab in rec.labels]
         out["n_annotations"] = len(rows.annotations)
@@ -318,7 +336,12 @@ def _ref_chunks(reader: ArchiveReader, chunk: int) -> Iterator[pa.Table]:
 
 
 def _drop_records_from_files(
-    lake: str, table_name: str, files: list[commit.PartFile], drop_ids: set[str], run_id: str
+    lake: str,
+    table_name: str,
+    files: list[commit.PartFile],
+    drop_ids: set[str],
+    run_id: str,
+    delete: bool = True,
 ) -> list[commit.PartFile]:
     """Rewrite part files without the given record ids (in-run duplicates found after the workers wrote)."""
     fs, base = pafs.FileSystem.from_uri(table_uri(lake, table_name))
@@ -330,7 +353,8 @@ def _drop_records_from_files(
         for col, value in f.partition_values.items():
             filtered = filtered.append_column(col, pa.array([value] * filtered.num_rows, pa.string()))
         kept.extend(commit.write_part_files(filtered, lake, table_name, run_id))
-        fs.delete_file(f"{base}/{f.path}")
+        if delete:  # committed files stay: the table's log removes them
+            fs.delete_file(f"{base}/{f.path}")
     return kept
 
 
@@ -400,7 +424,7 @@ def run_ingest(
             if progress is not None:
                 progress(done, total, time.perf_counter() - t0)
     result = pa.concat_tables(outcomes) if outcomes else OUTCOME_SCHEMA.empty_table()
-    _finish(result, opts, lake, summary, before_commit)
+    _finish(result, opts, lake, known, summary, before_commit)
     summary.seconds = time.perf_counter() - t0
     summary.records_per_s = total / summary.seconds if summary.seconds > 0 else 0.0
     return summary
@@ -411,11 +435,11 @@ def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str,
     whatever order the workers finished in, so a re-run makes the same choice. Returns the updated
     outcomes and, per batch, the record ids whose rows must leave that batch's part files."""
     ingested = outcomes.filter(pl.col("status") == STATUS_INGESTED)
-    firsts = ingested.group_by("checksum").agg(
+    firsts = ingested.group_by("signal_sha256").agg(
         pl.col("source_path").min().alias("first_path"), pl.len().alias("copies")
     )
     losers = (
-        ingested.join(firsts.filter(pl.col("copies") > 1), on="checksum")
+        ingested.join(firsts.filter(pl.col("copies") > 1), on="signal_sha256")
         .filter(pl.col("source_path") != pl.col("first_path"))
         .select("record_id", "batch_key", "first_path")
     )
@@ -431,7 +455,7 @@ def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str,
             .then(pl.lit(REASON_DUPLICATE))
             .otherwise(pl.col("reason")),
             detail=pl.when(pl.col("first_path").is_not_null())
-            .then(pl.format("same checksum as {} in this archive", pl.col("first_path")))
+            .then(pl.format("the same signal as {} in this archive", pl.col("first_path")))
             .otherwise(pl.col("detail")),
         )
         .drop("first_path")
@@ -442,14 +466,217 @@ def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str,
     return outcomes, by_batch
 
 
+COMMIT_ATTEMPTS = 20  # concurrent runs on one lake: how often a run re-checks and retries its commit
+
+
+def _late_conflicts(outcomes: pl.DataFrame, lake: str, version: int | None) -> pl.DataFrame:
+    """Ingested outcomes that the lake at ``version`` already holds (a concurrent run committed them
+    after this run's snapshot), with their new status, reason and detail; and the names of the lake
+    records that worker-side duplicates (dup_in_lake) repeat."""
+    empty = outcomes.head(0)
+    if version is None:
+        return empty
+    ingested = outcomes.filter((pl.col("status") == STATUS_INGESTED) | pl.col("dup_in_lake"))
+    if ingested.is_empty():
+        return empty
+    lake_rows = (
+        _lake_records(lake, version)
+        .select(
+            pl.col("record_id").alias("lake_record_id"),
+            pl.col("checksum").alias("lake_checksum"),
+            "signal_sha256",
+            pl.format("{}/{}", "source", "source_path").alias("lake_name"),
+        )
+        .filter(
+            pl.col("lake_record_id").is_in(ingested["record_id"].implode())
+            | pl.col("signal_sha256").is_in(ingested["signal_sha256"].implode())
+        )
+        .collect()
+    )
+    by_id = ingested.join(lake_rows, left_on="record_id", right_on="lake_record_id", how="inner")
+    by_content = (
+        ingested.join(by_id.select("record_id"), on="record_id", how="anti")
+        .join(
+            lake_rows.sort("lake_name").unique("signal_sha256", keep="first"),
+            on="signal_sha256",
+            how="inner",
+        )
+        .select(*outcomes.columns, "lake_checksum", "lake_name")
+    )
+    same = pl.col("lake_checksum") == pl.col("checksum")
+    by_id = by_id.select(*outcomes.columns, "lake_checksum", "lake_name").with_columns(
+        status=pl.when(same).then(pl.lit(STATUS_SKIPPED)).otherwise(pl.lit(STATUS_REJECTED)),
+        reason=pl.when(same).then(pl.lit(None, pl.String)).otherwise(pl.lit(REASON_DUPLICATE)),
+        detail=pl.when(same)
+        .then(pl.lit(None, pl.String))
+        .otherwise(
+            pl.format(
+                "{} is already in {} with other file contents (committed by a concurrent run)",
+                "source_path",
+                pl.lit(ECG_RECORDS),
+            )
+        ),
+    )
+    by_content = by_content.with_columns(
+        status=pl.lit(STATUS_REJECTED),
+        reason=pl.lit(REASON_DUPLICATE),
+        detail=pl.format("the same signal as {} already in {}", "lake_name", pl.lit(ECG_RECORDS)),
+    )
+    return pl.concat([by_id, by_content]).select(outcomes.columns)
+
+
+def _apply_updates(outcomes: pl.DataFrame, updates: pl.DataFrame) -> pl.DataFrame:
+    if updates.is_empty():
+        return outcomes
+    return pl.concat(
+        [outcomes.join(updates.select("record_id"), on="record_id", how="anti"), updates]
+    ).select(outcomes.columns)
+
+
+def _commit_all(
+    outcomes: pl.DataFrame,
+    files: dict[str, list[commit.PartFile]],
+    opts: IngestOptions,
+    lake: str,
+    known: KnownState,
+    summary: IngestSummary,
+    before_commit: Callable[[str], None] | None,
+) -> pl.DataFrame:
+    """Commit every table, records last, safely against concurrent runs on the same lake.
+
+    The records commit is pinned to the records version this run last checked: when another run
+    committed records in between, the commit fails, the run re-checks what that run added (record ids
+    and signal contents), drops those records from its own part files (already committed side tables
+    get one swap transaction) and tries again. So every record lands exactly once whatever the overlap.
+    Returns the final outcomes."""
+    metadata = {"rare_ecg.archive": str(opts.archive), "rare_ecg.layout": opts.layout}
+    committed: set[str] = set()
+    rejects_written: pl.DataFrame | None = None
+    checked = known.version
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        version = commit.table_version(lake, ECG_RECORDS)
+        updates = _late_conflicts(outcomes, lake, version)
+        outcomes = _apply_updates(outcomes, updates)
+        if version != checked or attempt == 1:
+            drop: dict[str, set[str]] = defaultdict(set)
+            for rid, key in (
+                updates.filter(pl.col("dup_in_lake").not_()).select("record_id", "batch_key").iter_rows()
+            ):
+                drop[key].add(rid)
+            if drop:
+                files = _drop_late(files, drop, lake, opts.run_id, committed, attempt)
+        checked = version
+
+        rejected = outcomes.filter(pl.col("status") == STATUS_REJECTED)
+        new_rejects = rejected.with_columns(checksum_key=pl.col("checksum").fill_null("")).join(
+            _known_rejects(lake), on=["source_path", "reason", "checksum_key"], how="anti"
+        )
+        if rejects_written is not None:
+            new_rejects = new_rejects.join(rejects_written, on="record_id", how="anti")
+        reject_table = new_rejects.select(
+            "record_id",
+            pl.lit(opts.source or opts.layout).alias("source"),
+            "source_path",
+            "reason",
+            "detail",
+            "checksum",
+            pl.lit(opts.run_id).alias("run_id"),
+            pl.lit(datetime.now(UTC)).alias("rejected_at"),
+        ).to_arrow()
+        reject_files = commit.write_part_files(reject_table, lake, ECG_REJECTS, opts.run_id)
+        if ECG_REJECTS in committed:
+            if reject_files:
+                commit.replace_run_files(
+                    lake, ECG_REJECTS, [], reject_files, job=JOB, run_id=opts.run_id, attempt=attempt
+                )
+        else:
+            files[ECG_REJECTS] = reject_files
+        rejects_written = pl.concat(
+            [rejects_written, new_rejects.select("record_id")]
+            if rejects_written is not None
+            else [new_rejects.select("record_id")]
+        )
+
+        for table_name in COMMIT_ORDER[:-1]:
+            if table_name in committed:
+                continue
+            if not files.get(table_name) and (
+                table_name != ECG_REJECTS or commit.is_committed(lake, table_name, JOB, opts.run_id)
+            ):
+                continue  # nothing new for a side table: no empty commit
+            if before_commit is not None:
+                before_commit(table_name)
+            if commit.commit_files(
+                lake, table_name, files.get(table_name, []), job=JOB, run_id=opts.run_id, metadata=metadata
+            ):
+                summary.committed_tables.append(table_name)
+            committed.add(table_name)
+
+        if before_commit is not None:
+            before_commit(ECG_RECORDS)
+        try:
+            if commit.commit_files(
+                lake,
+                ECG_RECORDS,
+                files.get(ECG_RECORDS, []),
+                job=JOB,
+                run_id=opts.run_id,
+                metadata=metadata,
+                read_version=version,
+                pinned=True,
+            ):
+                summary.committed_tables.append(ECG_RECORDS)
+            return outcomes
+        except commit.CommitConflict as conflict:
+            log.info("attempt %d: %s; re-checking what the other run committed", attempt, conflict)
+    raise RuntimeError(
+        f"{ECG_RECORDS} kept changing under {COMMIT_ATTEMPTS} commit attempts of run {opts.run_id}; "
+        "the run can be retried with the same run id"
+    )
+
+
+def _drop_late(
+    files: dict[str, list[commit.PartFile]],
+    drop: dict[str, set[str]],
+    lake: str,
+    run_id: str,
+    committed: set[str],
+    attempt: int,
+) -> dict[str, list[commit.PartFile]]:
+    """Remove late-conflicting record ids from the part files of the batches holding them; in tables
+    this run already committed, swap the files in one transaction."""
+    ids = set().union(*drop.values())
+    out: dict[str, list[commit.PartFile]] = {}
+    for table_name, part_files in files.items():
+        if table_name == ECG_REJECTS:
+            out[table_name] = part_files
+            continue
+        old = [f for f in part_files if _file_has_records(lake, table_name, f, ids)]
+        if not old:
+            out[table_name] = part_files
+            continue
+        new = _drop_records_from_files(lake, table_name, old, ids, run_id, delete=table_name not in committed)
+        if table_name in committed:
+            commit.replace_run_files(lake, table_name, old, new, job=JOB, run_id=run_id, attempt=attempt)
+        out[table_name] = [f for f in part_files if f not in old] + new
+    return out
+
+
+def _file_has_records(lake: str, table_name: str, f: commit.PartFile, ids: set[str]) -> bool:
+    fs, base = pafs.FileSystem.from_uri(table_uri(lake, table_name))
+    col = pq.read_table(f"{base}/{f.path}", filesystem=fs, columns=["record_id"]).column("record_id")
+    return bool(pa.compute.any(pa.compute.is_in(col, pa.array(sorted(ids)))).as_py())
+
+
 def _finish(
     result: pa.Table,
     opts: IngestOptions,
     lake: str,
+    known: KnownState,
     summary: IngestSummary,
     before_commit: Callable[[str], None] | None,
 ) -> None:
-    """Driver side, after every worker batch: duplicates, rejects, the summary, then the commits.
+    """Driver side, after every worker batch: duplicates, rejects, the commits, then the summary.
     Works on the outcome table with polars (no per-record Python objects: millions of rows fit)."""
     files: dict[str, list[commit.PartFile]] = defaultdict(list)
     blobs = result.filter(pa.compute.is_valid(result.column("files"))).select(["batch_key", "files"])
@@ -465,22 +692,9 @@ def _finish(
                 part_files = _drop_records_from_files(lake, table_name, part_files, losers[key], opts.run_id)
             files[table_name].extend(part_files)
 
-    rejected = outcomes.filter(pl.col("status") == STATUS_REJECTED)
-    new_rejects = rejected.with_columns(checksum_key=pl.col("checksum").fill_null("")).join(
-        _known_rejects(lake), on=["source_path", "reason", "checksum_key"], how="anti"
-    )
-    reject_table = new_rejects.select(
-        "record_id",
-        pl.lit(opts.source or opts.layout).alias("source"),
-        "source_path",
-        "reason",
-        "detail",
-        "checksum",
-        pl.lit(opts.run_id).alias("run_id"),
-        pl.lit(datetime.now(UTC)).alias("rejected_at"),
-    ).to_arrow()
-    files[ECG_REJECTS] = commit.write_part_files(reject_table, lake, ECG_REJECTS, opts.run_id)
+    outcomes = _commit_all(outcomes, files, opts, lake, known, summary, before_commit)
 
+    rejected = outcomes.filter(pl.col("status") == STATUS_REJECTED)
     status = dict(outcomes.group_by("status").len().iter_rows())
     summary.ingested = status.get(STATUS_INGESTED, 0)
     summary.rejected = status.get(STATUS_REJECTED, 0)
@@ -500,16 +714,3 @@ def _finish(
     summary.labels = sum(label_counts.values())
     summary.unmapped_labels = {k[1:]: v for k, v in label_counts.items() if k.startswith("?")}
     summary.label_counts = {k: v for k, v in label_counts.items() if not k.startswith("?")}
-
-    metadata = {"rare_ecg.archive": str(opts.archive), "rare_ecg.layout": opts.layout}
-    for table_name in COMMIT_ORDER:
-        if not files.get(table_name) and commit.is_committed(lake, table_name, JOB, opts.run_id):
-            continue
-        if not files.get(table_name) and table_name not in (ECG_RECORDS, ECG_REJECTS):
-            continue  # nothing new for a side table: no empty commit
-        if before_commit is not None:
-            before_commit(table_name)
-        if commit.commit_files(
-            lake, table_name, files.get(table_name, []), job=JOB, run_id=opts.run_id, metadata=metadata
-        ):
-            summary.committed_tables.append(table_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,14 @@ def decode_signal(signal: bytes, dtype: str, n_leads: int) -> np.ndarray:
     return np.frombuffer(signal, dtype="<i2" if dtype == "int16" else "<i4").reshape(n_leads, -1)
 
 
+def signal_sha256(rec: EcgRecord) -> str:
+    """Content hash of a record's signal (ADC samples, shape, rate), independent of its file names and
+    header text: a byte copy of an ECG under another record name has the same one."""
+    digest = hashlib.sha256(f"{rec.fs_hz:g}:{rec.digital.shape[0]}:{rec.digital.shape[1]}:".encode())
+    digest.update(np.ascontiguousarray(rec.digital, dtype="<i4").data)
+    return digest.hexdigest()
+
+
 def build_rows(
     rec: EcgRecord,
     pre: Preprocessed,
@@ -47,6 +56,7 @@ def build_rows(
     run_id: str,
     secret: bytes,
     ingested_at: datetime,
+    content_sha256: str | None = None,
 ) -> RecordRows:
     rid = identity.record_id(rec.source, rec.source_path)
     flags = list(dict.fromkeys([*rec.flags, *pre.flags]))
@@ -75,6 +85,7 @@ def build_rows(
         "quality_flags": flags,
         "ingest_run_id": run_id,
         "ingested_at": ingested_at,
+        "signal_sha256": content_sha256 or signal_sha256(rec),
     }
     for col in MEASUREMENT_COLUMNS:
         record[col] = rec.measurements.get(col)

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from rare_ecg.lake.paths import storage_options, table_uri
@@ -65,11 +66,21 @@ def app_id(job: str, run_id: str) -> str:
     return f"rare-ecg/{job}/{run_id}"
 
 
-def _open_table(uri: str) -> DeltaTable | None:
+class CommitConflict(Exception):
+    """Another writer committed to the table since the version a pinned commit was prepared against."""
+
+
+def _open_table(uri: str, version: int | None = None) -> DeltaTable | None:
     opts = storage_options()
     if not DeltaTable.is_deltatable(uri, storage_options=opts):
         return None
-    return DeltaTable(uri, storage_options=opts)
+    return DeltaTable(uri, version=version, storage_options=opts)
+
+
+def table_version(lake: str, table_name: str) -> int | None:
+    """The table's latest version, None when it does not exist yet."""
+    dt = _open_table(table_uri(lake, table_name))
+    return None if dt is None else dt.version()
 
 
 def is_committed(lake: str, table_name: str, job: str, run_id: str) -> bool:
@@ -184,6 +195,8 @@ def commit_files(
     run_id: str,
     metadata: Mapping[str, Any] | None = None,
     replace_partition: Mapping[str, str] | None = None,
+    read_version: int | None = None,
+    pinned: bool = False,
 ) -> bool:
     """Commit a run's files to one table in a single transaction. Returns False if the run had already
     committed (its application transaction is in the log): a retried run never duplicates rows.
@@ -191,6 +204,9 @@ def commit_files(
     ``replace_partition`` ({column: value}): the same transaction removes every file of that partition,
     so a run that recomputes a partition whole (patient_findings of a model version) replaces it
     atomically: readers see the old rows or the new ones, never both or neither.
+
+    ``pinned``: commit only on top of ``read_version`` (None: the table does not exist yet); raise
+    CommitConflict when another writer committed since, so the caller can re-check what it read.
     """
     uri = table_uri(lake, table_name)
     schema = SCHEMAS[table_name]
@@ -202,30 +218,87 @@ def commit_files(
         custom_metadata={"rare_ecg.job": job, "rare_ecg.run_id": run_id, **(metadata or {})},
         app_transactions=[Transaction(app_id=app_id(job, run_id), version=1)],
     )
-    dt = _open_table(uri)
+    if pinned:
+        props.max_commit_retries = 0
+    dt = _open_table(uri, read_version) if pinned else _open_table(uri)
     if dt is None:
-        create_table_with_add_actions(
-            uri,
-            _delta_schema(schema),
-            actions,
-            mode="error",
-            partition_by=partition_by,
-            name=table_name,
-            storage_options=storage_options(),
-            commit_properties=props,
-        )
-        return True
+        if pinned and read_version is not None:
+            raise CommitConflict(f"{uri} version {read_version} is not readable")
+        try:
+            create_table_with_add_actions(
+                uri,
+                _delta_schema(schema),
+                actions,
+                mode="error",
+                partition_by=partition_by,
+                name=table_name,
+                storage_options=storage_options(),
+                commit_properties=props,
+            )
+            return True
+        except Exception as exc:  # delta-rs raises a generic error when another writer created it first
+            dt = _open_table(uri)
+            if dt is None:
+                raise
+            if pinned:
+                raise CommitConflict(f"{uri} was created by another writer") from exc
+    elif pinned and dt.version() != read_version:
+        raise CommitConflict(f"{uri} is at version {dt.version()}, not {read_version}")
     if dt.transaction_version(app_id(job, run_id)) is not None:
         return False
     removes = _partition_removes(dt, replace_partition) if replace_partition else []
-    dt.create_write_transaction(
-        list[AddAction | RemoveAction]([*actions, *removes]),
-        mode="append",
-        schema=_delta_schema(schema),
-        partition_by=partition_by,
-        commit_properties=props,
-    )
+    try:
+        dt.create_write_transaction(
+            list[AddAction | RemoveAction]([*actions, *removes]),
+            mode="append",
+            schema=_delta_schema(schema),
+            partition_by=partition_by,
+            commit_properties=props,
+        )
+    except CommitFailedError as exc:
+        if pinned:
+            raise CommitConflict(f"{uri} moved past version {read_version}: {exc}") from exc
+        raise
     return True
+
+
+def replace_run_files(
+    lake: str,
+    table_name: str,
+    remove: Sequence[PartFile],
+    add: Sequence[PartFile],
+    *,
+    job: str,
+    run_id: str,
+    attempt: int,
+) -> None:
+    """One transaction that swaps some of a run's committed files for rewritten ones (a concurrent run
+    committed some of the same records first: this run's copies leave the table atomically)."""
+    uri = table_uri(lake, table_name)
+    dt = _open_table(uri)
+    if dt is None:
+        raise FileNotFoundError(f"{uri} is not a Delta table")
+    now = int(time.time() * 1000)
+    actions: list[AddAction | RemoveAction] = [
+        RemoveAction(f.path, True, now, f.size, f.partition_values) for f in remove
+    ]
+    actions += [
+        AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats) for f in add
+    ]
+    dt.create_write_transaction(
+        actions,
+        mode="append",
+        schema=_delta_schema(SCHEMAS[table_name]),
+        partition_by=PARTITION_BY[table_name] or None,
+        commit_properties=CommitProperties(
+            custom_metadata={
+                "rare_ecg.job": job,
+                "rare_ecg.run_id": run_id,
+                "rare_ecg.attempt": str(attempt),
+            },
+            app_transactions=[Transaction(app_id=app_id(job, run_id), version=attempt)],
+        ),
+    )
 
 
 def _partition_removes(dt: DeltaTable, partition: Mapping[str, str]) -> list[RemoveAction]:

@@ -56,6 +56,9 @@ RECORDS_SCHEMA = pa.schema(
         pa.field("quality_flags", pa.list_(pa.string()), nullable=False),
         pa.field("ingest_run_id", pa.string(), nullable=False),
         pa.field("ingested_at", _TS, nullable=False),
+        # sha256 of the ADC samples, rate and shape: the same ECG copied under another name (other
+        # header bytes, so another checksum) is found by this
+        pa.field("signal_sha256", pa.string(), nullable=False),
     ]
 )
 MEASUREMENT_COLUMNS = ("hr_bpm", "pr_ms", "qrs_ms", "qt_ms", "p_axis", "qrs_axis", "t_axis")

@@ -23,31 +23,13 @@ from rare_ecg.lake.schema import (
     SCHEMAS,
 )
 from rare_ecg.signals.rpeaks import detect_r_peaks
+from tests.archive_fixtures import ptbxl_subset
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("ray_session")]
 
 
 def read(lake: Path, table: str) -> pl.DataFrame:
     return pl.read_delta(str(lake / table))
-
-
-def ptbxl_subset(src: Path, dst: Path, ecg_ids: range) -> Path:
-    """A PTB-XL archive holding only some records of the real sample (index rows and files)."""
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src / "scp_statements.csv", dst)
-    with open(src / "ptbxl_database.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["ecg_id"]) in ecg_ids]
-    with open(dst / "ptbxl_database.csv", "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    for r in rows:
-        for col in ("filename_lr", "filename_hr"):
-            for ext in (".hea", ".dat"):
-                target = dst / (r[col] + ext)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(src / (r[col] + ext), target)
-    return dst
 
 
 @pytest.fixture(scope="module")
