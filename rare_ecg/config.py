@@ -55,6 +55,42 @@ class IngestConfig(JobConfig):
         return v
 
 
+class PretrainConfig(JobConfig):
+    """Stage 1 (METHOD.md) on Ray Train: self-supervised pretraining from the lake (rare_ecg.train.job)."""
+
+    kind: Literal["pretrain"] = "pretrain"
+    lake: str | None = None  # None: RARE_ECG_LAKE, else ./lake
+    # Same name again: the run resumes from its last checkpoint. None: derived from this config and the
+    # pinned table versions (so an identical re-run resumes, or finds the run done and adds nothing).
+    run_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    storage_path: str | None = None  # Ray Train checkpoints; None: ./train-runs
+    records_version: int | None = Field(default=None, ge=0)  # None: the latest version at start
+    waveforms_version: int | None = Field(default=None, ge=0)
+    split: Literal["train", "validation", "test"] = "train"  # pretraining leaves evaluation patients unseen
+    validation_split: Literal["train", "validation", "test"] | None = "validation"
+    model_fs_hz: Literal[100, 500] = 100  # must be the rate of the lake's ecg_waveforms
+    d_model: int = Field(default=128, ge=8, le=1024)
+    n_layers: int = Field(default=3, ge=1, le=24)
+    n_heads: int = Field(default=4, ge=1, le=32)
+    # other ModelConfig fields (mask ratios, visible_weight, beat_phase, ...); unknown names are errors
+    model: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    epochs: int = Field(default=5, ge=1, le=10_000)
+    batch_size: int = Field(default=32, ge=2, le=4096)
+    lr: float = Field(default=1e-3, gt=0, le=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int = 0
+    global_weight: float = Field(default=1.0, ge=0)
+    local_weight: float = Field(default=1.0, ge=0)
+    trend_weight: float = Field(default=1.0, ge=0)
+    attributes_weight: float = Field(default=1.0, ge=0)
+    workers: int = Field(default=1, ge=1, le=512)
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=64)
+    threads_per_worker: int | None = Field(default=None, ge=1, le=64)  # None: the worker's CPU share
+    max_failures: int = Field(default=2, ge=1, le=100)  # worker-group restarts from the last checkpoint
+    experiment: str = "rare-ecg-pretrain"
+    register: bool = True  # register the encoder as rare-ecg-encoder
+
+
 class ExportConfig(JobConfig):
     """`rare-ecg export`: a registered classifier version -> ONNX in MLflow, linked to the version."""
 

@@ -27,7 +27,9 @@ def patient_bucket(key: str) -> int:
 def split_of_bucket(bucket: int) -> Split:
     if not 1 <= bucket <= N_BUCKETS:
         raise ValueError(f"fold {bucket} is outside 1-{N_BUCKETS}")
-    return TRAIN if bucket <= 8 else VALIDATION if bucket == 9 else TEST
+    if bucket <= 8:
+        return "train"
+    return "validation" if bucket == 9 else "test"
 
 
 def assign_splits(records: pl.DataFrame) -> pl.DataFrame:
