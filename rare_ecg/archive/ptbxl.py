@@ -58,7 +58,12 @@ class PtbxlReader:
             for row in batch.iter_rows(named=True):
                 filename = (row.pop(filename_column) or "").strip()
                 source_path = filename or f"{DATABASE_CSV}#ecg_id={row['ecg_id']}"
-                yield RecordRef(source_path=source_path, meta={**row, "has_filename": bool(filename)})
+                ecg_id = (row["ecg_id"] or "").strip()
+                yield RecordRef(
+                    source_path=source_path,
+                    meta={**row, "has_filename": bool(filename)},
+                    key=f"ecg_id={ecg_id}" if ecg_id else None,  # one record_id for both rates
+                )
 
     def read(self, ref: RecordRef) -> EcgRecord:
         meta = ref.meta

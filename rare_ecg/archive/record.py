@@ -76,6 +76,13 @@ class RecordRef:
 
     source_path: str  # record path relative to the archive root, without extension
     meta: dict[str, Any] = field(default_factory=dict)
+    # What identifies the ECG in its archive whatever file is read (PTB-XL: its ecg_id, the same for the
+    # 100 Hz and the 500 Hz copy); None: the source path. The lake's record_id derives from it.
+    key: str | None = None
+
+    @property
+    def record_key(self) -> str:
+        return self.key if self.key is not None else self.source_path
 
 
 @dataclass

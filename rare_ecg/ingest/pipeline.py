@@ -220,7 +220,7 @@ class BatchProcessor:
 
     def _one(self, ref: RecordRef) -> tuple[dict[str, Any], RecordRows | None]:
         out: dict[str, Any] = {
-            "record_id": identity.record_id(self.source, ref.source_path),
+            "record_id": identity.record_id(self.source, ref.record_key),
             "source_path": ref.source_path,
             "checksum": None,
             "status": STATUS_REJECTED,
@@ -266,6 +266,7 @@ class BatchProcessor:
         rows = build_rows(
             rec,
             pre,
+            record_id=out["record_id"],
             run_id=self.run_id,
             secret=self.secret,
             ingested_at=self.ingested_at,
@@ -280,10 +281,13 @@ class BatchProcessor:
         batch_key = uuid.uuid4().hex
         outcomes: list[dict[str, Any]] = []
         per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for path, meta in zip(
-            batch.column("source_path").to_pylist(), batch.column("meta").to_pylist(), strict=True
+        for path, meta, key in zip(
+            batch.column("source_path").to_pylist(),
+            batch.column("meta").to_pylist(),
+            batch.column("key").to_pylist(),
+            strict=True,
         ):
-            outcome, rows = self._one(RecordRef(path, json.loads(meta)))
+            outcome, rows = self._one(RecordRef(path, json.loads(meta), key))
             outcomes.append(outcome)
             if rows is not None:
                 per_table[ECG_RECORDS].append(rows.record)
@@ -325,14 +329,16 @@ def _ref_chunks(reader: ArchiveReader, chunk: int) -> Iterator[pa.Table]:
     work (a single large block would be processed by one task, serially)."""
     paths: list[str] = []
     metas: list[str] = []
+    keys: list[str | None] = []
     for ref in reader.list_refs():
         paths.append(ref.source_path)
         metas.append(json.dumps(ref.meta, default=str))
+        keys.append(ref.key)
         if len(paths) >= chunk:
-            yield pa.table({"source_path": paths, "meta": metas})
-            paths, metas = [], []
+            yield pa.table({"source_path": paths, "meta": metas, "key": pa.array(keys, pa.string())})
+            paths, metas, keys = [], [], []
     if paths:
-        yield pa.table({"source_path": paths, "meta": metas})
+        yield pa.table({"source_path": paths, "meta": metas, "key": pa.array(keys, pa.string())})
 
 
 def _drop_records_from_files(

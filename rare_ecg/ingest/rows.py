@@ -53,12 +53,13 @@ def build_rows(
     rec: EcgRecord,
     pre: Preprocessed,
     *,
+    record_id: str,
     run_id: str,
     secret: bytes,
     ingested_at: datetime,
     content_sha256: str | None = None,
 ) -> RecordRows:
-    rid = identity.record_id(rec.source, rec.source_path)
+    rid = record_id  # identity.record_id of the record's key (rate-independent where the archive has one)
     flags = list(dict.fromkeys([*rec.flags, *pre.flags]))
     if any(lab.code is None for lab in rec.labels):
         flags.append(FLAG_UNMAPPED_LABEL)

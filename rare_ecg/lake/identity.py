@@ -16,9 +16,10 @@ AGE_CAP_YEARS = 90.0
 AGE_BANDS = ("<40", "40-59", "60-79", "80+")
 
 
-def record_id(source: str, source_path: str) -> str:
-    """Stable id of a record: derived from its archive layout and path, never from its content."""
-    return hashlib.sha256(f"{source}:{source_path}".encode()).hexdigest()[:32]
+def record_id(source: str, record_key: str) -> str:
+    """Stable id of a record: derived from its archive's name and its key in the archive (its path, or
+    an index id such as PTB-XL's ecg_id that names the ECG whatever rate is read), never its content."""
+    return hashlib.sha256(f"{source}:{record_key}".encode()).hexdigest()[:32]
 
 
 def patient_secret() -> bytes:

@@ -14,7 +14,9 @@ import yaml
 from deltalake import DeltaTable
 from pydantic import ValidationError
 
-from rare_ecg.config import IngestConfig, load_yaml
+from rare_ecg.archive import PTBXL_DEFAULT_FS_HZ
+from rare_ecg.config import IngestConfig, Settings, load_yaml
+from rare_ecg.ingest.job import run_ingest_job
 from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_REJECTS, ECG_WAVEFORMS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,6 +99,44 @@ def test_shipped_job_configs_are_valid() -> None:
         data = load_yaml(path)
         if data.get("kind") == "ingest":
             IngestConfig(**data)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("ray_session")
+def test_the_job_module_and_the_cli_make_the_same_records(tmp_path: Path) -> None:
+    """jobs/ingest.py (the shipped YAML) and `rare-ecg ingest` with its defaults read PTB-XL at one rate
+    and give one ECG one record_id; the job calls the library, not the CLI."""
+    shipped = load_yaml(CONFIGS / "ingest.yaml")
+    assert IngestConfig(**shipped).fs_hz in (None, PTBXL_DEFAULT_FS_HZ)
+    config = tmp_path / "ingest.yaml"
+    config.write_text(yaml.safe_dump({**shipped, "lake": str(tmp_path / "job-lake")}))
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.ingest", "--config", str(config)],
+        capture_output=True, text=True, timeout=240, env=env, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert json.loads(job.stdout.strip().splitlines()[-1])["ingested"] == 20
+    # what `rare-ecg ingest` runs with its defaults (its subprocess runs are tested above)
+    run_ingest_job(IngestConfig(lake=str(tmp_path / "cli-lake")), Settings())
+
+    def records(lake: str) -> list[tuple]:
+        df = pl.read_delta(str(tmp_path / lake / ECG_RECORDS))
+        return sorted(df.select("record_id", "source_path", "fs_hz", "checksum").rows())
+
+    assert records("job-lake") == records("cli-lake")
+    assert {r[2] for r in records("job-lake")} == {float(PTBXL_DEFAULT_FS_HZ)}
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"kind": "ingest", "layuot": "ptbxl"}))
+    job = subprocess.run(
+        [sys.executable, "-m", "jobs.ingest", "--config", str(bad)],
+        capture_output=True, text=True, timeout=60, env=env, cwd=REPO, check=False,
+    )  # fmt: skip
+    assert job.returncode == 2
+    errors = [line for line in job.stderr.splitlines() if line.startswith("rare-ecg: error:")]
+    assert errors == [f"rare-ecg: error: {bad}: layuot: Extra inputs are not permitted"]
 
 
 @pytest.mark.parametrize(

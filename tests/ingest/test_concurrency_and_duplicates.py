@@ -73,6 +73,25 @@ def test_the_same_signal_under_another_name_is_a_duplicate_in_one_run_and_across
     assert read(lake, ECG_WAVEFORMS).height == 4
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_one_ecg_is_one_record_whatever_rate_is_read(shared_data: Path, tmp_path: Path) -> None:
+    archive = ptbxl_subset(shared_data / "ptbxl-sample", tmp_path / "archive", range(1, 6))
+    lake = tmp_path / "lake"
+
+    def run(run_id: str, fs_hz: int) -> dict:
+        opts = IngestOptions(archive=archive, layout="ptbxl", lake=str(lake), run_id=run_id, fs_hz=fs_hz)
+        return run_ingest(opts).to_dict()
+
+    assert run("at-500", 500)["ingested"] == 5
+    ids_500 = set(read(lake, ECG_RECORDS)["record_id"].to_list())
+    again = run("at-100", 100)
+    assert (again["ingested"], again["rejected"]) == (0, 5)
+    records = read(lake, ECG_RECORDS)
+    assert set(records["record_id"].to_list()) == ids_500 and records.height == 5
+    assert set(read(lake, ECG_REJECTS)["reason"].to_list()) == {"duplicate"}
+    assert read(lake, ECG_WAVEFORMS).height == 5
+
+
 class _OtherRun:
     """At this run's records commit, another whole run of the same archive commits first."""
 
