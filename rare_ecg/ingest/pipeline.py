@@ -36,6 +36,7 @@ from rare_ecg.archive.record import (
     RecordError,
     RecordRef,
 )
+from rare_ecg.config import Settings
 from rare_ecg.ingest.rows import RecordRows, build_rows, signal_sha256
 from rare_ecg.lake import commit, identity
 from rare_ecg.lake.paths import normalize_lake, storage_options, table_uri
@@ -47,6 +48,7 @@ from rare_ecg.lake.schema import (
     ECG_WAVEFORMS,
     SCHEMAS,
 )
+from rare_ecg.runtime import init_ray
 from rare_ecg.signals.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -401,8 +403,8 @@ def run_ingest(
     known = load_known_state(lake)
     outcomes: list[pa.Table] = []
     if total:
-        if not ray.is_initialized():
-            ray.init()
+        if not ray.is_initialized():  # never a bare ray.init(): it may join someone else's cluster
+            init_ray(Settings())
         n_workers = opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_arrow(chunks).map_batches(
             cast(Any, process_batch),  # Ray's stub does not model keyword-only fn_kwargs

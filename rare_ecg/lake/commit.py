@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -95,8 +96,18 @@ def _json_scalar(value: Any) -> Any:
     return value
 
 
+def _delta_timestamp(value: datetime, tz: str | None, round_up: bool) -> str:
+    """A timestamp as delta-rs writes it in statistics (millisecond precision: a max is rounded up, so a
+    file is never skipped for a row in its last partial millisecond)."""
+    if round_up and value.microsecond % 1000:
+        value = value + timedelta(microseconds=1000 - value.microsecond % 1000)
+    if tz is None:
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def file_stats(table: pa.Table, columns: Sequence[str]) -> str:
-    """Delta statistics: row count, and min/max/null count of plain string and numeric columns."""
+    """Delta statistics: row count, and min/max/null count of string, numeric and timestamp columns."""
     mins: dict[str, Any] = {}
     maxs: dict[str, Any] = {}
     nulls: dict[str, int] = {}
@@ -105,6 +116,12 @@ def file_stats(table: pa.Table, columns: Sequence[str]) -> str:
             continue
         col = table.column(name)
         nulls[name] = col.null_count
+        if pa.types.is_timestamp(col.type) and col.null_count < len(col):
+            mm = pc.min_max(col)
+            tz = col.type.tz
+            mins[name] = _delta_timestamp(mm["min"].as_py(), tz, round_up=False)
+            maxs[name] = _delta_timestamp(mm["max"].as_py(), tz, round_up=True)
+            continue
         if not (
             pa.types.is_string(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
         ):

@@ -23,12 +23,16 @@ def _prevalence(text: str | None) -> dict[str, float | dict[str, float]]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(
-            f"--prevalence {text!r} is not JSON ({exc.msg}); e.g. '{{\"WPW\": 0.02}}'"
-        ) from None
+        raise ValueError(f"--prevalence {text!r} is not JSON ({exc.msg}); e.g. '{{\"WPW\": 0.02}}'") from None
     if not isinstance(value, dict):
-        raise typer.BadParameter(f"--prevalence {text!r} must be a JSON object of label -> frequency")
+        raise ValueError(f"--prevalence {text!r} must be a JSON object of label -> frequency")
     return value
+
+
+def _fail(message: str) -> typer.Exit:
+    """One line on stderr and exit code 2, as every rare-ecg verb (typer's boxed errors span lines)."""
+    typer.echo(f"rare-ecg: error: {message}", err=True)
+    return typer.Exit(2)
 
 
 def synth_command(
@@ -72,10 +76,12 @@ def synth_command(
             prevalence=_prevalence(prevalence),
         )
     except ValidationError as exc:
-        raise typer.BadParameter(error_message(exc)) from None
+        raise _fail(error_message(exc)) from None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     try:
         summary = generate_archive(config, overwrite=overwrite)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise _fail(str(exc)) from None
     brief = {k: v for k, v in summary.items() if k not in ("label_frequency", "target_frequency", "previews")}
     typer.echo(json.dumps(brief, sort_keys=True))

@@ -156,6 +156,20 @@ def test_tables_keep_the_contract_schema_and_every_reader_reads_them(
         assert history[0]["rare_ecg.run_id"] == "run-a"
 
 
+def test_records_files_carry_recorded_at_statistics_that_bound_their_rows(
+    ptbxl_lake_100: tuple[Path, dict],
+) -> None:
+    """Readers skip files by time: every records file has a min/max recorded_at in the Delta log."""
+    import pyarrow as pa
+
+    lake, _ = ptbxl_lake_100
+    actions = pa.table(DeltaTable(str(lake / ECG_RECORDS)).get_add_actions(flatten=True))
+    records = read(lake, ECG_RECORDS)
+    lo, hi = actions.column("min.recorded_at").to_pylist(), actions.column("max.recorded_at").to_pylist()
+    assert None not in lo and None not in hi
+    assert min(lo) <= records["recorded_at"].min() and max(hi) >= records["recorded_at"].max()
+
+
 def test_rerun_adds_nothing_and_a_grown_archive_adds_only_new_records(
     shared_data: Path, tmp_path: Path
 ) -> None:
