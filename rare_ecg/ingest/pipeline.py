@@ -209,6 +209,7 @@ class BatchProcessor:
         notch_hz: float | None,
         known: KnownState,
         ingested_at: datetime,
+        secret: identity.Secret,
     ) -> None:
         self.reader = reader
         self.source = source
@@ -218,7 +219,7 @@ class BatchProcessor:
         self.notch_hz = notch_hz
         self.known = known
         self.ingested_at = ingested_at
-        self.secret = identity.patient_secret()
+        self.secret = secret
 
     def _one(self, ref: RecordRef) -> tuple[dict[str, Any], RecordRows | None]:
         out: dict[str, Any] = {
@@ -403,8 +404,11 @@ def run_ingest(
     known = load_known_state(lake)
     outcomes: list[pa.Table] = []
     if total:
+        settings = Settings()
         if not ray.is_initialized():  # never a bare ray.init(): it may join someone else's cluster
-            init_ray(Settings())
+            init_ray(settings)
+        # joined by address, or more than one node: workers may not share the driver's environment
+        secret = identity.patient_secret(on_cluster=bool(settings.ray_address) or len(ray.nodes()) > 1)
         n_workers = opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_arrow(chunks).map_batches(
             cast(Any, process_batch),  # Ray's stub does not model keyword-only fn_kwargs
@@ -422,6 +426,7 @@ def run_ingest(
                 "notch_hz": opts.notch_hz,
                 "known": known,
                 "ingested_at": datetime.now(UTC),
+                "secret": secret,
             },
         )
         done = 0

@@ -55,7 +55,7 @@ def build_rows(
     *,
     record_id: str,
     run_id: str,
-    secret: bytes,
+    secret: identity.Secret,
     ingested_at: datetime,
     content_sha256: str | None = None,
 ) -> RecordRows:
@@ -70,7 +70,7 @@ def build_rows(
         "source": rec.source,
         "source_path": rec.source_path,
         "checksum": rec.checksum,
-        "patient_key": identity.patient_key(rec.source, rec.patient_id, secret),
+        "patient_key": identity.patient_key(rec.source, rec.patient_id, secret.reveal()),
         "recorded_at": rec.recorded_at,
         "age": age,
         "age_band": identity.age_band(age),

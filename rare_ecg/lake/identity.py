@@ -22,13 +22,41 @@ def record_id(source: str, record_key: str) -> str:
     return hashlib.sha256(f"{source}:{record_key}".encode()).hexdigest()[:32]
 
 
-def patient_secret() -> bytes:
-    """The HMAC key from the environment; the documented local default (with a warning) when unset."""
+class Secret:
+    """The patient-key HMAC key as it travels to workers: its repr never shows the value, so task
+    arguments, logs and tracebacks do not leak it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __reduce__(self) -> tuple[type[Secret], tuple[bytes]]:
+        return (Secret, (self._value,))
+
+
+def patient_secret(*, on_cluster: bool = False) -> Secret:
+    """The HMAC key from the driver's environment, resolved once and handed to the workers (a worker on
+    another node has its own environment, without it).
+
+    Unset: on a cluster, a ValueError (patient keys made with the public default are linkable by anyone
+    with the code); locally (the embedded demo), the documented default with a warning."""
     secret = os.environ.get(SECRET_ENV)
     if not secret:
+        if on_cluster:
+            raise ValueError(
+                f"{SECRET_ENV} is not set: on a Ray cluster set it in the driver's environment "
+                "(it is passed to the workers, never logged); the built-in default is for local runs only"
+            )
         log.warning("%s is not set: using the local-development default key for patient_key", SECRET_ENV)
         secret = LOCAL_DEFAULT_SECRET
-    return secret.encode()
+    return Secret(secret.encode())
 
 
 def patient_key(source: str, raw_patient_id: str | None, secret: bytes) -> str | None:
