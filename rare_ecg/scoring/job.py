@@ -119,7 +119,9 @@ def run_score_job(
     progress: Callable[[int, int, float], None] | None = None,
     before_commit: Callable[[str], None] | None = None,
     after_write: Callable[[list[str]], None] | None = None,
+    start_ray: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
+    """``start_ray`` joins or starts Ray once the inputs are known to be good (bad input fails first)."""
     parse_cohort(cfg.cohort)  # a malformed filter fails before MLflow is touched
     _mlflow(settings)
     model, metadata = load_model(resolve_model(cfg.model, cfg.fallback_to_challenger))
@@ -135,6 +137,8 @@ def run_score_job(
     )
     versions, records = prepare(opts, probe)  # empty cohort, rate mismatch: before the export
     served = scoring_model(model, metadata, settings)
+    if start_ray is not None:
+        start_ray()
     summary = run_score(
         opts,
         served,

@@ -367,7 +367,7 @@ def _score(
     actors = opts.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     keys = ray.put(cohort_keys(todo))
     ds = ray.data.read_parquet(
-        paths, columns=list(WAVE_COLUMNS), partitioning=None, ray_remote_args={"num_cpus": 0.25}
+        paths, columns=list(WAVE_COLUMNS), partitioning=None, num_cpus=0.25
     ).map_batches(
         cast(Any, ScoreActor),  # Ray's stub does not model callable classes with constructor kwargs
         batch_size=opts.batch_size,
