@@ -136,6 +136,61 @@ def _print_summary(summary: dict[str, Any]) -> None:
     typer.echo(json.dumps(summary, default=str))
 
 
+@app.command()
+def pretrain(
+    lake: Annotated[
+        str | None, typer.Option(help="lake folder or URI (default: $RARE_ECG_LAKE or ./lake)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
+    run_name: Annotated[
+        str | None, typer.Option(help="the same name again resumes from the last checkpoint")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs over the training split")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray Train workers")] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs each worker reserves")] = None,
+    storage_path: Annotated[
+        str | None, typer.Option(help="where Ray Train keeps checkpoints (default ./train-runs)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Ray's own INFO logs")] = False,
+) -> None:
+    """Self-supervised pretraining (stage 1) on Ray Train from the lake; registers rare-ecg-encoder."""
+    import logging
+
+    from rare_ecg.config import PretrainConfig
+    from rare_ecg.runtime import init_ray, setup_logging
+
+    setup_logging(verbose)
+    if verbose:
+        logging.getLogger("ray").setLevel(logging.INFO)
+    overrides = {
+        "lake": lake,
+        "run_name": run_name,
+        "epochs": epochs,
+        "workers": workers,
+        "cpus_per_worker": cpus_per_worker,
+        "storage_path": storage_path,
+    }
+    try:
+        data = load_yaml(config) if config is not None else {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = PretrainConfig(**data)
+    except ValidationError as err:
+        raise fail(_validation_message(err)) from None
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    from rare_ecg.train.job import run_pretrain_job
+    from rare_ecg.train.progress import print_epoch, summary_line
+
+    settings = Settings()
+    try:
+        init_ray(settings)
+        summary = run_pretrain_job(cfg, settings, on_epoch=print_epoch)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    typer.echo(summary_line(summary), err=True)
+    typer.echo(json.dumps(summary, default=str))
+
+
 def main() -> None:
     sys.exit(app())
 
@@ -156,6 +211,118 @@ def demo(
         summary = run_demo(workdir)
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
+    typer.echo(json.dumps(summary, default=str))
+
+
+def _job_config(model: type[Any], config_file: Path | None, overrides: dict[str, Any]) -> Any:
+    """A strict job config from a YAML file and flags, or the one-line error (exit 2)."""
+    try:
+        data = load_yaml(config_file) if config_file is not None else {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return model(**data)
+    except ValidationError as err:
+        raise fail(_validation_message(err)) from None
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+
+
+def _quiet_logging(verbose: bool) -> None:
+    import logging
+
+    from rare_ecg.runtime import setup_logging
+
+    setup_logging(verbose)
+    if not verbose:
+        for noisy in ("mlflow", "alembic", "onnxruntime", "torch"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@app.command()
+def export(
+    model: Annotated[
+        str | None, typer.Option(help="models:/rare-ecg-classifier@<alias> or models:/<name>/<version>")
+    ] = None,
+    int8: Annotated[
+        bool | None, typer.Option("--int8", help="quantise; kept only if the validation gate accepts it")
+    ] = None,
+    lake: Annotated[str | None, typer.Option(help="lake whose validation split gates int8")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show library INFO logs")] = False,
+) -> None:
+    """Export a registered classifier version to ONNX in MLflow, linked to the version (tags)."""
+    from rare_ecg.config import ExportConfig
+
+    _quiet_logging(verbose)
+    cfg = _job_config(ExportConfig, config, {"model": model, "int8": int8, "lake": lake})
+    from rare_ecg.scoring.job import run_export_job
+
+    try:
+        summary = run_export_job(cfg, Settings())
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    typer.echo(
+        f"export: {summary['model_name']} version {summary['model_version']} -> {summary['onnx_uri']} "
+        f"({summary['precision']})",
+        err=True,
+    )
+    typer.echo(json.dumps(summary, default=str))
+
+
+@app.command()
+def score(
+    lake: Annotated[
+        str | None, typer.Option(help="lake folder or URI (default: $RARE_ECG_LAKE or ./lake)")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="default models:/rare-ecg-classifier@champion")] = None,
+    cohort: Annotated[
+        str | None,
+        typer.Option(help="all | source=A,B;from=YYYY-MM-DD;to=YYYY-MM-DD;patients=K1,K2|@FILE;split=S"),
+    ] = None,
+    run_id: Annotated[str | None, typer.Option(help="run id (re-using one makes the run a no-op)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="windows per ONNX Runtime call")] = None,
+    actors: Annotated[int | None, typer.Option(help="scoring actors (default: one per CPU)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Ray's own INFO logs")] = False,
+) -> None:
+    """Score a cohort of the lake into ecg_scores, patient_findings and subgroup_metrics."""
+    from rare_ecg.config import ScoreConfig
+
+    _quiet_logging(verbose)
+    cfg = _job_config(
+        ScoreConfig,
+        config,
+        {
+            "lake": lake,
+            "model": model,
+            "cohort": cohort,
+            "run_id": run_id,
+            "batch_size": batch_size,
+            "actors": actors,
+        },
+    )
+    from rare_ecg.runtime import init_ray
+    from rare_ecg.scoring.job import run_score_job
+
+    settings = Settings()
+    last = [0.0]
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        if done == total or seconds - last[0] >= 2.0:
+            last[0] = seconds
+            typer.echo(f"score: {done}/{total} records ({done / max(seconds, 1e-9):.0f}/s)", err=True)
+
+    try:
+        summary = run_score_job(cfg, settings, progress=progress, start_ray=lambda: init_ray(settings))
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    typer.echo(
+        f"score {summary['run_id']}: {summary['model_name']} v{summary['model_version']} "
+        f"({summary['precision']}), cohort {summary['cohort']}: {summary['scored']} scored, "
+        f"{summary['skipped']} skipped {summary['skipped_by_reason']}, {summary['already_scored']} already "
+        f"scored; {summary['flagged_records']} flagged, {summary['new_findings']} new findings; "
+        f"{summary['ecg_per_s']:.0f} ECG/s",
+        err=True,
+    )
     typer.echo(json.dumps(summary, default=str))
 
 

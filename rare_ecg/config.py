@@ -88,7 +88,7 @@ class PretrainConfig(JobConfig):
     threads_per_worker: int | None = Field(default=None, ge=1, le=64)  # None: the worker's CPU share
     max_failures: int = Field(default=2, ge=1, le=100)  # worker-group restarts from the last checkpoint
     experiment: str = "rare-ecg-pretrain"
-    register: bool = True  # register the encoder as rare-ecg-encoder
+    register_model: bool = True  # register the encoder as rare-ecg-encoder
 
 
 class ExportConfig(JobConfig):

@@ -55,7 +55,9 @@ class PretrainPlan:
 
 
 def config_hash(cfg: PretrainConfig, versions: dict[str, int]) -> str:
-    payload = cfg.model_dump(mode="json", exclude={"run_name", "storage_path", "register", "experiment"})
+    payload = cfg.model_dump(
+        mode="json", exclude={"run_name", "storage_path", "register_model", "experiment"}
+    )
     payload["table_versions"] = versions
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -297,7 +299,7 @@ def run_pretrain_job(
         history: list[dict[str, Any]] = state["history"]
         final = history[-1]
         version = None
-        if cfg.register:
+        if cfg.register_model:
             version = _registered(run.info.run_id, int(state["epoch"]))
             if version is None:
                 model = EcgModel(p.model_cfg)
@@ -306,7 +308,7 @@ def run_pretrain_job(
     return {
         "run_id": run.info.run_id,
         "run_name": p.run_name,
-        "model_name": ENCODER_NAME if cfg.register else None,
+        "model_name": ENCODER_NAME if cfg.register_model else None,
         "model_version": version,
         "model_uri": f"models:/{ENCODER_NAME}/{version}" if version else None,
         "lake": p.snapshot.lake,
