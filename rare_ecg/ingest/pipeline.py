@@ -25,7 +25,6 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from rare_ecg.archive.base import ArchiveReader
@@ -39,7 +38,7 @@ from rare_ecg.archive.record import (
 from rare_ecg.config import Settings
 from rare_ecg.ingest.rows import RecordRows, build_rows, signal_sha256
 from rare_ecg.lake import commit, identity
-from rare_ecg.lake.paths import normalize_lake, storage_options, table_uri
+from rare_ecg.lake.paths import filesystem, normalize_lake, storage_options, table_uri
 from rare_ecg.lake.schema import (
     ECG_ANNOTATIONS,
     ECG_LABELS,
@@ -210,6 +209,7 @@ class BatchProcessor:
         known: KnownState,
         ingested_at: datetime,
         secret: identity.Secret,
+        storage: identity.Secret | None = None,
     ) -> None:
         self.reader = reader
         self.source = source
@@ -220,6 +220,8 @@ class BatchProcessor:
         self.known = known
         self.ingested_at = ingested_at
         self.secret = secret
+        # the driver's object-store options (credentials: never in a repr), not the worker's environment
+        self.storage: dict[str, str] | None = json.loads(storage.reveal()) if storage is not None else None
 
     def _one(self, ref: RecordRef) -> tuple[dict[str, Any], RecordRows | None]:
         out: dict[str, Any] = {
@@ -301,7 +303,7 @@ class BatchProcessor:
             name: [
                 f.to_row()
                 for f in commit.write_part_files(
-                    _rows_table(name, per_table[name]), self.lake, name, self.run_id
+                    _rows_table(name, per_table[name]), self.lake, name, self.run_id, self.storage
                 )
             ]
             for name in WORKER_TABLES
@@ -353,7 +355,7 @@ def _drop_records_from_files(
     delete: bool = True,
 ) -> list[commit.PartFile]:
     """Rewrite part files without the given record ids (in-run duplicates found after the workers wrote)."""
-    fs, base = pafs.FileSystem.from_uri(table_uri(lake, table_name))
+    fs, base = filesystem(table_uri(lake, table_name))
     kept: list[commit.PartFile] = []
     for f in files:
         t = pq.read_table(f"{base}/{f.path}", filesystem=fs)
@@ -427,6 +429,7 @@ def run_ingest(
                 "known": known,
                 "ingested_at": datetime.now(UTC),
                 "secret": secret,
+                "storage": identity.Secret(json.dumps(storage_options() or {}).encode()),
             },
         )
         done = 0
@@ -676,7 +679,7 @@ def _drop_late(
 
 
 def _file_has_records(lake: str, table_name: str, f: commit.PartFile, ids: set[str]) -> bool:
-    fs, base = pafs.FileSystem.from_uri(table_uri(lake, table_name))
+    fs, base = filesystem(table_uri(lake, table_name))
     col = pq.read_table(f"{base}/{f.path}", filesystem=fs, columns=["record_id"]).column("record_id")
     return bool(pa.compute.any(pa.compute.is_in(col, pa.array(sorted(ids)))).as_py())
 

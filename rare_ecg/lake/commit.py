@@ -20,13 +20,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from rare_ecg.lake.paths import storage_options, table_uri
+from rare_ecg.lake.paths import filesystem, storage_options, table_uri
 from rare_ecg.lake.schema import PARTITION_BY, SCHEMAS, STATS_COLUMNS
 
 
@@ -147,7 +146,13 @@ def _float_list_encoding(schema: pa.Schema) -> dict[str, str] | None:
     return cols or None
 
 
-def write_part_files(table: pa.Table, lake: str, table_name: str, run_id: str) -> list[PartFile]:
+def write_part_files(
+    table: pa.Table,
+    lake: str,
+    table_name: str,
+    run_id: str,
+    options: dict[str, str] | None = None,
+) -> list[PartFile]:
     """Write `table` (already in the table's schema) as Parquet files under the table folder.
 
     One file per partition value; names carry the run id and a random part, so concurrent workers and
@@ -159,7 +164,7 @@ def write_part_files(table: pa.Table, lake: str, table_name: str, run_id: str) -
         return []
     partition_cols = PARTITION_BY[table_name]
     root = table_uri(lake, table_name)
-    fs, base = pafs.FileSystem.from_uri(root)
+    fs, base = filesystem(root, options)  # ``options``: a worker gets the driver's (default: env)
     groups: list[tuple[dict[str, str | None], pa.Table]]
     if partition_cols:
         keys = table.select(partition_cols).group_by(partition_cols).aggregate([])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
 
 STORAGE_OPTIONS_ENV = "RARE_ECG_STORAGE_OPTIONS"  # JSON object passed to delta-rs (S3 endpoint, ...)
 
@@ -34,3 +37,41 @@ def storage_options() -> dict[str, str] | None:
     if not isinstance(options, dict):
         raise ValueError(f"{STORAGE_OPTIONS_ENV} must be a JSON object of strings")
     return {str(k): str(v) for k, v in options.items()}
+
+
+# delta-rs / object_store option names (any case) -> pyarrow S3FileSystem arguments
+_S3_OPTIONS = {
+    "aws_access_key_id": "access_key",
+    "access_key_id": "access_key",
+    "aws_secret_access_key": "secret_key",
+    "secret_access_key": "secret_key",
+    "aws_session_token": "session_token",
+    "aws_region": "region",
+    "region": "region",
+    "aws_endpoint_url": "endpoint_override",
+    "aws_endpoint": "endpoint_override",
+    "endpoint_url": "endpoint_override",
+    "endpoint": "endpoint_override",
+}
+
+
+def filesystem(uri: str, options: dict[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow filesystem, path) for a lake URI, configured with the SAME storage options as the Delta
+    calls (``options``, default: RARE_ECG_STORAGE_OPTIONS), so Parquet part files land where delta-rs
+    looks for them, with the same endpoint and credentials."""
+    options = storage_options() if options is None else options
+    if not uri.startswith(("s3://", "s3a://")) or not options:
+        return pafs.FileSystem.from_uri(uri)
+    kwargs: dict[str, Any] = {}
+    for key, value in options.items():
+        target = _S3_OPTIONS.get(key.lower())
+        if target is not None:
+            kwargs[target] = value
+    if options.get("AWS_ALLOW_HTTP", options.get("allow_http", "")).lower() == "true":
+        kwargs["scheme"] = "http"
+    endpoint = kwargs.get("endpoint_override")
+    if isinstance(endpoint, str) and "://" in endpoint:
+        scheme, _, rest = endpoint.partition("://")
+        kwargs["scheme"], kwargs["endpoint_override"] = scheme, rest
+    path = uri.split("://", 1)[1]
+    return pafs.S3FileSystem(**kwargs), path
