@@ -91,6 +91,59 @@ class PretrainConfig(JobConfig):
     register_model: bool = True  # register the encoder as rare-ecg-encoder
 
 
+class FinetuneConfig(JobConfig):
+    """Stage 2 (METHOD.md) on the same Ray Train harness: a classifier from the lake (rare_ecg.train.finetune)."""
+
+    kind: Literal["finetune"] = "finetune"
+    lake: str | None = None  # None: RARE_ECG_LAKE, else ./lake
+    # models:/rare-ecg-encoder/<version> or @<alias>; None (and not from_scratch): the latest encoder version
+    encoder: str | None = None
+    from_scratch: bool = False  # the baseline: the same network from random weights
+    run_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")  # same name: resume
+    storage_path: str | None = None  # Ray Train checkpoints; None: ./train-runs
+    records_version: int | None = Field(default=None, ge=0)  # None: the latest version at start
+    waveforms_version: int | None = Field(default=None, ge=0)
+    labels_version: int | None = Field(default=None, ge=0)
+    labels: tuple[str, ...] | None = None  # None: every canonical label with a training positive
+    model_fs_hz: Literal[100, 500] = 100  # must be the lake's rate (and the encoder's)
+    # from scratch only (an encoder brings its own sizes)
+    d_model: int = Field(default=128, ge=8, le=1024)
+    n_layers: int = Field(default=3, ge=1, le=24)
+    n_heads: int = Field(default=4, ge=1, le=32)
+    model: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+    epochs: int = Field(default=5, ge=1, le=10_000)
+    batch_size: int = Field(default=32, ge=2, le=4096)
+    lr: float = Field(default=3e-4, gt=0, le=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    seed: int = 0
+    loss: Literal["asl", "bce"] = "asl"  # bce: the baseline's loss
+    gamma_neg: float = Field(default=4.0, ge=0)
+    gamma_pos: float = Field(default=1.0, ge=0)
+    clip: float = Field(default=0.05, ge=0, lt=1)
+    aux_weight: float = Field(default=0.1, ge=0)  # pretraining terms kept as auxiliaries
+    rare_threshold: float = Field(default=0.01, gt=0, lt=1)  # training prevalence below which a label is rare
+    min_common_positives: int = Field(default=10, ge=1)
+    workers: int = Field(default=1, ge=1, le=512)
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=64)
+    threads_per_worker: int | None = Field(default=None, ge=1, le=64)
+    max_failures: int = Field(default=2, ge=1, le=100)
+    experiment: str = "rare-ecg-finetune"
+    register_model: bool = True  # register as rare-ecg-classifier
+    alias: str = Field(default="challenger", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class EvaluateConfig(JobConfig):
+    """`rare-ecg evaluate`: a registered classifier on one split -> subgroup_metrics + MLflow."""
+
+    kind: Literal["evaluate"] = "evaluate"
+    lake: str | None = None  # None: RARE_ECG_LAKE, else ./lake
+    model: str = "models:/rare-ecg-classifier@challenger"
+    split: Literal["train", "validation", "test"] = "test"
+    n_boot: int = Field(default=200, ge=1, le=100_000)  # patient-bootstrap resamples of the CIs
+    seed: int = 0
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+
 class ExportConfig(JobConfig):
     """`rare-ecg export`: a registered classifier version -> ONNX in MLflow, linked to the version."""
 
