@@ -151,6 +151,12 @@ def _windows_task(
     return windows_of_block(block, ray.get(attributes_ref), n_leads, window)
 
 
+def split_attributes(plan: pl.DataFrame, split: str) -> pa.Table:
+    """record_id and the attribute targets of ``split``'s records (what `windows_of_block` joins)."""
+    attributes = plan.filter(pl.col("split") == split).select("record_id", *ATTRIBUTE_COLUMNS).to_arrow()
+    return attributes.set_column(0, "record_id", pc.cast(attributes["record_id"], pa.string()))
+
+
 def split_dataset(
     snapshot: LakeSnapshot,
     plan: pl.DataFrame,
@@ -162,8 +168,7 @@ def split_dataset(
     """The windows of ``split``'s records as a streaming Ray dataset (each epoch re-reads the files)."""
     import ray
 
-    attributes = plan.filter(pl.col("split") == split).select("record_id", *ATTRIBUTE_COLUMNS).to_arrow()
-    attributes = attributes.set_column(0, "record_id", pc.cast(attributes["record_id"], pa.string()))
+    attributes = split_attributes(plan, split)
     return ray.data.read_parquet(
         snapshot.files(ECG_WAVEFORMS),
         columns=WAVEFORM_COLUMNS,

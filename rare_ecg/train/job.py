@@ -105,7 +105,7 @@ def plan_pretraining(cfg: PretrainConfig, settings: Settings) -> PretrainPlan:
     }
     snapshot = open_snapshot(lake, versions)
     rates = lake_rates(snapshot)
-    if rates != [cfg.model_fs_hz]:
+    if rates and rates != [cfg.model_fs_hz]:
         raise LakeInputError(
             f"model_fs_hz={cfg.model_fs_hz} does not match the lake's ecg_waveforms, stored at {rates} Hz"
         )

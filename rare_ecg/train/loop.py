@@ -194,14 +194,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         started = time.perf_counter()
         sums: dict[str, float] = defaultdict(float)
         n = 0
-        for step, arrays in enumerate(_batches(train_shard, spec, epoch, shuffle=True)):
+        waited = 0.0  # time spent waiting for the data stream (the rest is inputs, forward, backward, sync)
+        batches = iter(_batches(train_shard, spec, epoch, shuffle=True))
+        step = 0
+        while True:
+            asked = time.perf_counter()
+            arrays = next(batches, None)
+            waited += time.perf_counter() - asked
+            if arrays is None:
+                break
             batch = to_batch(arrays)
             terms = pretrain_step(net, optimizer, batch, step_seed(spec.seed, epoch, step, rank), weights)
             size = len(batch.signal)
             for k, v in _with_totals(terms, terms["loss"]).items():
                 sums[k] += v * size
             n += size
-        train_s = _all_reduce({"s": time.perf_counter() - started}, world, op="max")["s"]
+            step += 1
+        timing = _all_reduce({"s": time.perf_counter() - started, "wait": waited}, world, op="max")
+        train_s = timing["s"]
         train, samples = _means(dict(sums), n, world)
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -210,6 +220,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "samples": samples,
             "samples_per_s": samples / train_s if train_s > 0 else 0.0,
             "train_seconds": train_s,
+            "data_wait_seconds": timing["wait"],  # the slowest worker's
             **{f"train_{k}": v for k, v in train.items()},
         }
         if val_shard is not None:
