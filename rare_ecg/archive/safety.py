@@ -20,11 +20,26 @@ def _real_root(root: str) -> str:
     return os.path.realpath(root)
 
 
+@lru_cache(maxsize=4096)
+def _real_dir(folder: str) -> str:
+    """Resolved folders, cached: an archive has few of them and millions of files (a folder replaced by
+    a symlink during a run is not noticed; the files in it are still checked one by one)."""
+    return os.path.realpath(folder)
+
+
+def _resolve(path: Path) -> str:
+    folder, name = os.path.split(os.path.abspath(path))
+    candidate = os.path.join(_real_dir(folder), name)
+    if os.path.islink(candidate):  # the file itself is a symlink: follow it all the way
+        return os.path.realpath(candidate)
+    return candidate
+
+
 def inside_root(root: Path, path: Path, where: str) -> Path:
     """``path`` (absolute, or relative to the working directory) if it resolves inside ``root``; else
     RecordError(unsafe_path) naming the file. Only the path is examined: nothing is opened."""
     real_root = _real_root(str(root))
-    real = os.path.realpath(path)
+    real = _resolve(path)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
         raise RecordError(
             REASON_UNSAFE_PATH,

@@ -32,11 +32,12 @@ from rare_ecg.archive.record import (
     REASON_DUPLICATE,
     REASON_READ_ERROR,
     REASON_UNUSABLE_SIGNAL,
+    EcgRecord,
     RecordError,
     RecordRef,
 )
 from rare_ecg.config import Settings
-from rare_ecg.ingest.rows import RecordRows, build_rows, signal_sha256
+from rare_ecg.ingest.rows import build_rows, signal_sha256
 from rare_ecg.lake import commit, identity
 from rare_ecg.lake.paths import filesystem, normalize_lake, storage_options, table_uri
 from rare_ecg.lake.schema import (
@@ -48,7 +49,8 @@ from rare_ecg.lake.schema import (
     SCHEMAS,
 )
 from rare_ecg.runtime import init_ray
-from rare_ecg.signals.preprocess import preprocess
+from rare_ecg.signals.preprocess import Preprocessed, preprocess
+from rare_ecg.signals.rpeaks import beat_positions_batch
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,8 @@ class BatchProcessor:
         # the driver's object-store options (credentials: never in a repr), not the worker's environment
         self.storage: dict[str, str] | None = json.loads(storage.reveal()) if storage is not None else None
 
-    def _one(self, ref: RecordRef) -> tuple[dict[str, Any], RecordRows | None]:
+    def _one(self, ref: RecordRef) -> tuple[dict[str, Any], tuple[EcgRecord, Preprocessed] | None]:
+        """Read, check and preprocess one record: its outcome, and what its rows are built from."""
         out: dict[str, Any] = {
             "record_id": identity.record_id(self.source, ref.record_key),
             "source_path": ref.source_path,
@@ -268,37 +271,42 @@ class BatchProcessor:
         except ValueError as err:
             out.update(reason=REASON_UNUSABLE_SIGNAL, detail=str(err))
             return out, None
-        rows = build_rows(
-            rec,
-            pre,
-            record_id=out["record_id"],
-            run_id=self.run_id,
-            secret=self.secret,
-            ingested_at=self.ingested_at,
-            content_sha256=content,
-        )
         out["status"] = STATUS_INGESTED
         out["labels"] = [lab.code or f"?{lab.source_code}" for lab in rec.labels]
-        out["n_annotations"] = len(rows.annotations)
-        return out, rows
+        out["n_annotations"] = len(rec.annotations)
+        return out, (rec, pre)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         batch_key = uuid.uuid4().hex
         outcomes: list[dict[str, Any]] = []
-        per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        kept: list[tuple[dict[str, Any], EcgRecord, Preprocessed]] = []
         for path, meta, key in zip(
             batch.column("source_path").to_pylist(),
             batch.column("meta").to_pylist(),
             batch.column("key").to_pylist(),
             strict=True,
         ):
-            outcome, rows = self._one(RecordRef(path, json.loads(meta), key))
+            outcome, done = self._one(RecordRef(path, json.loads(meta), key))
             outcomes.append(outcome)
-            if rows is not None:
-                per_table[ECG_RECORDS].append(rows.record)
-                per_table[ECG_WAVEFORMS].append(rows.waveform)
-                per_table[ECG_LABELS].extend(rows.labels)
-                per_table[ECG_ANNOTATIONS].extend(rows.annotations)
+            if done is not None:
+                kept.append((outcome, *done))
+        beats = _batch_beats([pre for _, _, pre in kept])
+        per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (outcome, rec, pre), rec_beats in zip(kept, beats, strict=True):
+            rows = build_rows(
+                rec,
+                pre,
+                record_id=outcome["record_id"],
+                run_id=self.run_id,
+                secret=self.secret,
+                ingested_at=self.ingested_at,
+                content_sha256=outcome["signal_sha256"],
+                beats=rec_beats,
+            )
+            per_table[ECG_RECORDS].append(rows.record)
+            per_table[ECG_WAVEFORMS].append(rows.waveform)
+            per_table[ECG_LABELS].extend(rows.labels)
+            per_table[ECG_ANNOTATIONS].extend(rows.annotations)
         files = {
             name: [
                 f.to_row()
@@ -313,6 +321,23 @@ class BatchProcessor:
             o["batch_key"] = batch_key
             o["files"] = json.dumps(files) if i == 0 else None
         return pa.Table.from_pylist(outcomes, schema=OUTCOME_SCHEMA)
+
+
+def _batch_beats(pres: list[Preprocessed]) -> list[np.ndarray]:
+    """beat_positions of every preprocessed record, detected together for records of one shape (the
+    filters run once over the stack instead of once per record)."""
+    out: list[np.ndarray] = [np.zeros(0, np.int32)] * len(pres)
+    groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    for i, pre in enumerate(pres):
+        groups[(pre.signal.shape[0], pre.valid_samples, pre.fs_hz)].append(i)
+    for (_, valid, fs_hz), idx in groups.items():
+        # (batch, n_windows, 12, win) -> (batch, 12, n_windows * win): the windows side by side
+        stack = np.stack([pres[i].signal for i in idx])
+        b, w, leads, win = stack.shape
+        flat = stack.transpose(0, 2, 1, 3).reshape(b, leads, w * win)
+        for i, beats in zip(idx, beat_positions_batch(flat, valid, fs_hz), strict=True):
+            out[i] = beats
+    return out
 
 
 _PROCESSORS: dict[str, BatchProcessor] = {}

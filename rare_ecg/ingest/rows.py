@@ -58,7 +58,10 @@ def build_rows(
     secret: identity.Secret,
     ingested_at: datetime,
     content_sha256: str | None = None,
+    beats: np.ndarray | None = None,
 ) -> RecordRows:
+    """``beats``: the record's beat_positions when the caller detected them for a whole batch
+    (rare_ecg.signals.rpeaks.beat_positions_batch); else they are detected here."""
     rid = record_id  # identity.record_id of the record's key (rate-independent where the archive has one)
     flags = list(dict.fromkeys([*rec.flags, *pre.flags]))
     if any(lab.code is None for lab in rec.labels):
@@ -105,7 +108,9 @@ def build_rows(
         "quality_flags": list(pre.flags),
         "preprocessing_version": PREPROCESSING_VERSION,
         "ingest_run_id": run_id,
-        "beat_positions": beat_positions(model_signal, pre.valid_samples, pre.fs_hz),
+        "beat_positions": beats
+        if beats is not None
+        else beat_positions(model_signal, pre.valid_samples, pre.fs_hz),
     }
     labels = [
         {

@@ -6,6 +6,8 @@ pretraining view (METHOD.md) is reproducible from a record alone.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import signal as sps
 
@@ -26,20 +28,38 @@ def _as_leads(signal: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(x), x, 0.0)
 
 
-def _qrs_envelope(x: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Sum over leads of the integrated squared slope of the QRS band, each lead scaled to its beats."""
+@lru_cache(maxsize=64)
+def _bandpass_sos(fs_hz: float) -> np.ndarray:
     high = min(QRS_BAND_HZ[1], 0.45 * fs_hz)
-    sos = sps.butter(2, [QRS_BAND_HZ[0], high], btype="bandpass", fs=fs_hz, output="sos")
-    band = sps.sosfiltfilt(sos, x, axis=-1, padlen=min(x.shape[-1] - 1, int(fs_hz)))
+    return np.asarray(sps.butter(2, [QRS_BAND_HZ[0], high], btype="bandpass", fs=fs_hz, output="sos"))
+
+
+@lru_cache(maxsize=64)
+def _highpass_sos(fs_hz: float) -> np.ndarray:
+    return np.asarray(sps.butter(2, 1.0, btype="highpass", fs=fs_hz, output="sos"))
+
+
+def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    """np.convolve(row, ones(width) / width, mode="same") of every row along the last axis, at once."""
+    n = x.shape[-1]
+    c = np.concatenate([np.zeros((*x.shape[:-1], 1)), np.cumsum(x, axis=-1)], axis=-1)
+    i = np.arange(n) + (width - 1) // 2  # the 'same' output's index into the 'full' convolution
+    hi = np.minimum(i, n - 1) + 1
+    lo = np.maximum(i - width + 1, 0)
+    return (c[..., hi] - c[..., lo]) / width
+
+
+def _qrs_envelope(x: np.ndarray, fs_hz: float) -> np.ndarray:
+    """(..., n_leads, n) -> (..., n): sum over leads of the integrated squared slope of the QRS band,
+    each lead scaled to its beats."""
+    band = sps.sosfiltfilt(_bandpass_sos(fs_hz), x, axis=-1, padlen=min(x.shape[-1] - 1, int(fs_hz)))
     energy = np.gradient(band, axis=-1) ** 2
-    width = max(1, round(INTEGRATION_S * fs_hz))
-    kernel = np.ones(width) / width
-    env = np.stack([np.convolve(lead, kernel, mode="same") for lead in energy])
+    env = _moving_average(energy, max(1, round(INTEGRATION_S * fs_hz)))
     # Scale each lead by a high percentile so one large-amplitude lead cannot hide the others;
     # flat (absent) leads have zero scale and contribute nothing.
     scale = np.percentile(env, 99, axis=-1, keepdims=True)
     env = np.divide(env, scale, out=np.zeros_like(env), where=scale > 1e-12)
-    return env.sum(axis=0)
+    return env.sum(axis=-2)
 
 
 def detect_r_peaks(signal: np.ndarray, fs_hz: float) -> np.ndarray:
@@ -50,33 +70,53 @@ def detect_r_peaks(signal: np.ndarray, fs_hz: float) -> np.ndarray:
     """
     if fs_hz <= 0:
         raise ValueError(f"fs_hz must be positive; got {fs_hz}")
-    x = _as_leads(signal)
-    n = x.shape[-1]
-    if n < fs_hz or not np.any(x):
-        return np.zeros(0, dtype=np.int64)
-    env = _qrs_envelope(x, fs_hz)
-    candidates, props = sps.find_peaks(env, distance=max(1, round(REFRACTORY_S * fs_hz)), height=0.0)
-    if candidates.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    # The typical beat: the median of the largest candidates a record at MIN_RATE_BPM would still
-    # have, so neither many small P/T/noise candidates nor one or two huge artefacts move it.
-    heights = props["peak_heights"]
-    n_top = max(3, int(n / fs_hz * MIN_RATE_BPM / 60.0))
-    typical = np.median(np.sort(heights)[-n_top:])
-    beats = candidates[heights >= THRESHOLD_FRACTION * typical]
+    return detect_r_peaks_batch(_as_leads(signal)[None], fs_hz)[0]
 
+
+def detect_r_peaks_batch(signals: np.ndarray, fs_hz: float) -> list[np.ndarray]:
+    """detect_r_peaks of each (n_leads, n) record of a (batch, n_leads, n) array, with the filtering
+    done for the whole batch at once (the per-record cost of ingestion). Every record's result is
+    exactly what detect_r_peaks gives for it alone: no step mixes records."""
+    if fs_hz <= 0:
+        raise ValueError(f"fs_hz must be positive; got {fs_hz}")
+    x = np.asarray(signals, dtype=np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"signals must be (batch, n_leads, n); got shape {x.shape}")
+    x = np.where(np.isfinite(x), x, 0.0)
+    n = x.shape[-1]
+    empty = np.zeros(0, dtype=np.int64)
+    if n < fs_hz or x.shape[0] == 0:
+        return [empty] * x.shape[0]
+    live = np.flatnonzero(np.any(x, axis=(1, 2)))
+    out = [empty] * x.shape[0]
+    if live.size == 0:
+        return out
+    x = x[live]
+    env = _qrs_envelope(x, fs_hz)
     # Move each beat to the apex of the absolute, baseline-free signal summed over leads (the R or S
     # apex of the dominant deflection), so peaks line up with what a reader marks as R.
-    sos = sps.butter(2, 1.0, btype="highpass", fs=fs_hz, output="sos")
-    hp = sps.sosfiltfilt(sos, x, axis=-1, padlen=min(n - 1, int(fs_hz)))
+    hp = sps.sosfiltfilt(_highpass_sos(fs_hz), x, axis=-1, padlen=min(n - 1, int(fs_hz)))
     sd = hp.std(axis=-1, keepdims=True)
-    apex = np.abs(np.divide(hp, sd, out=np.zeros_like(hp), where=sd > 1e-12)).sum(axis=0)
+    apex = np.abs(np.divide(hp, sd, out=np.zeros_like(hp), where=sd > 1e-12)).sum(axis=-2)
+    distance = max(1, round(REFRACTORY_S * fs_hz))
+    n_top = max(3, int(n / fs_hz * MIN_RATE_BPM / 60.0))
     half = max(1, round(REFINE_S * fs_hz))
-    refined = np.empty(beats.size, dtype=np.int64)
-    for i, beat in enumerate(beats):
-        lo, hi = max(0, beat - half), min(n, beat + half + 1)
-        refined[i] = lo + int(np.argmax(apex[lo:hi]))
-    return np.unique(refined)
+    offsets = np.arange(-half, half + 1)
+    for k, i in enumerate(live):
+        candidates, props = sps.find_peaks(env[k], distance=distance, height=0.0)
+        if candidates.size == 0:
+            continue
+        # The typical beat: the median of the largest candidates a record at MIN_RATE_BPM would still
+        # have, so neither many small P/T/noise candidates nor one or two huge artefacts move it.
+        heights = props["peak_heights"]
+        typical = np.median(np.sort(heights)[-n_top:])
+        beats = candidates[heights >= THRESHOLD_FRACTION * typical]
+        # windows clipped at the edges: argmax takes the first maximum, so a clipped (repeated) edge
+        # index picks the same sample as the truncated window would
+        idx = np.clip(beats[:, None] + offsets, 0, n - 1)
+        refined = idx[np.arange(beats.size), np.argmax(apex[k][idx], axis=1)]
+        out[i] = np.unique(refined.astype(np.int64))
+    return out
 
 
 def beat_positions(signal: np.ndarray, valid_samples: int, fs_hz: float) -> np.ndarray:
@@ -84,6 +124,11 @@ def beat_positions(signal: np.ndarray, valid_samples: int, fs_hz: float) -> np.n
     by side (as stored in ecg_waveforms), of which the first ``valid_samples`` are real signal and the
     rest zero padding. Returns int32 sample indices (the lake's beat_positions column)."""
     return detect_r_peaks(signal[..., :valid_samples], fs_hz).astype(np.int32)
+
+
+def beat_positions_batch(signals: np.ndarray, valid_samples: int, fs_hz: float) -> list[np.ndarray]:
+    """beat_positions of a (batch, n_leads, n) stack of records with the same valid length."""
+    return [b.astype(np.int32) for b in detect_r_peaks_batch(signals[..., :valid_samples], fs_hz)]
 
 
 def heart_rate_bpm(r_peaks: np.ndarray, fs_hz: float) -> float:

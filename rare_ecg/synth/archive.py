@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from rare_ecg.archive.annotations import ANNOTATIONS_PARQUET, write_annotations_parquet
 from rare_ecg.signals.leads import CANONICAL_LEADS
 from rare_ecg.synth.calibration import SEXES, label_prevalence, load_calibration
 from rare_ecg.synth.cohort import LabelSampler, Patient, age_cdfs, plan_patient, visit_counts
@@ -210,7 +211,13 @@ def _prepare(out: Path, overwrite: bool, layout: Layout) -> None:
             )
         for name in ("records100", "records500", "files", "preview"):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in (*layout.index_files, ANNOTATIONS_CSV, PTBXL_STATEMENTS_CSV, SUMMARY_JSON):
+        for name in (
+            *layout.index_files,
+            ANNOTATIONS_CSV,
+            ANNOTATIONS_PARQUET,
+            PTBXL_STATEMENTS_CSV,
+            SUMMARY_JSON,
+        ):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -247,6 +254,8 @@ def generate_archive(config: SynthConfig, overwrite: bool = False) -> dict[str, 
     finally:
         for handle in handles.values():
             handle.close()
+    # what ingestion workers read: only the row groups of the records they ingest
+    write_annotations_parquet(out / ANNOTATIONS_CSV, out / ANNOTATIONS_PARQUET)
     if config.layout == "ptbxl":
         statements = files("rare_ecg") / "resources" / "labels" / PTBXL_STATEMENTS_CSV
         (out / PTBXL_STATEMENTS_CSV).write_bytes(statements.read_bytes())
@@ -259,7 +268,7 @@ def generate_archive(config: SynthConfig, overwrite: bool = False) -> dict[str, 
         "patients": config.patients,
         "records": records,
         "annotation_rows": rows,
-        "files": n_files + len(layout.index_files) + 2 + (config.layout == "ptbxl"),
+        "files": n_files + len(layout.index_files) + 3 + (config.layout == "ptbxl"),
         "bytes_written": written,
         "label_counts": dict(sorted(counts.items())),
         "label_frequency": {code: round(n / records, 6) for code, n in sorted(counts.items())},
