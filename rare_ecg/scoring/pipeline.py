@@ -266,7 +266,8 @@ def check_rate(lake: str, records: pl.DataFrame, versions: dict[str, int], model
     if other:
         raise ValueError(
             f"model {model.name} version {model.version} runs at {model.cfg.fs_hz} Hz but the cohort's "
-            f"waveforms are stored at {other} Hz: ingest with --model-fs {model.cfg.fs_hz} or pick a model "
+            f"waveforms are stored at {', '.join(map(str, other))} Hz: ingest with --model-fs {model.cfg.fs_hz} "
+            "or pick a model "
             "trained at that rate"
         )
 
@@ -366,8 +367,11 @@ def _score(
     threads = max(1, opts.threads_per_actor)
     actors = opts.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     keys = ray.put(cohort_keys(todo))
-    ds = ray.data.read_parquet(
-        paths, columns=list(WAVE_COLUMNS), partitioning=None, num_cpus=0.25
+    # One read task per Parquet file, a quarter CPU each: read_parquet's file-listing stage asks for a
+    # whole CPU, which two scoring actors on a 2-CPU machine never leave free (the job would hang).
+    files = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
+    ds = files.map_batches(
+        read_waveform_files, batch_size=1, batch_format="pyarrow", num_cpus=0.25
     ).map_batches(
         cast(Any, ScoreActor),  # Ray's stub does not model callable classes with constructor kwargs
         batch_size=opts.batch_size,
@@ -397,6 +401,18 @@ def _score(
                 progress(done, todo.height, time.perf_counter() - t0)
     files = _exactly_once(lake, opts.run_id, outcomes)
     return files, outcomes
+
+
+def read_waveform_files(batch: pa.Table) -> pa.Table:
+    """The scoring columns of the ecg_waveforms Parquet files named in ``batch`` (column ``path``)."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    tables = []
+    for uri in batch.column("path").to_pylist():
+        fs, path = pafs.FileSystem.from_uri(uri)
+        tables.append(pq.read_table(path, columns=list(WAVE_COLUMNS), filesystem=fs))
+    return pa.concat_tables(tables)
 
 
 def _exactly_once(lake: str, run_id: str, outcomes: list[pa.Table]) -> list[commit.PartFile]:
