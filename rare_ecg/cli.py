@@ -326,5 +326,92 @@ def score(
     typer.echo(json.dumps(summary, default=str))
 
 
+@app.command()
+def finetune(
+    lake: Annotated[
+        str | None, typer.Option(help="lake folder or URI (default: $RARE_ECG_LAKE or ./lake)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(help="models:/rare-ecg-encoder/<version> or @<alias> (default: the latest version)"),
+    ] = None,
+    from_scratch: Annotated[
+        bool | None, typer.Option("--from-scratch", help="random weights: the baseline")
+    ] = None,
+    loss: Annotated[str | None, typer.Option(help="asl (default) or bce")] = None,
+    run_name: Annotated[
+        str | None, typer.Option(help="the same name again resumes from the last checkpoint")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs over the training split")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray Train workers")] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs each worker reserves")] = None,
+    storage_path: Annotated[
+        str | None, typer.Option(help="where Ray Train keeps checkpoints (default ./train-runs)")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Ray's own INFO logs")] = False,
+) -> None:
+    """Fine-tuning (stage 2) on Ray Train; registers rare-ecg-classifier with alias challenger."""
+    from rare_ecg.config import FinetuneConfig
+
+    _quiet_logging(verbose)
+    if verbose:
+        import logging
+
+        logging.getLogger("ray").setLevel(logging.INFO)
+    overrides = {
+        "lake": lake,
+        "encoder": encoder,
+        "from_scratch": from_scratch,
+        "loss": loss,
+        "run_name": run_name,
+        "epochs": epochs,
+        "workers": workers,
+        "cpus_per_worker": cpus_per_worker,
+        "storage_path": storage_path,
+    }
+    cfg = _job_config(FinetuneConfig, config, overrides)
+    from rare_ecg.runtime import init_ray
+    from rare_ecg.train.finetune import epoch_line, run_finetune_job, summary_line
+
+    settings = Settings()
+    try:
+        init_ray(settings)
+        summary = run_finetune_job(cfg, settings, on_epoch=lambda m: typer.echo(epoch_line(m), err=True))
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    typer.echo(summary_line(summary), err=True)
+    typer.echo(json.dumps(summary, default=str))
+
+
+@app.command()
+def evaluate(
+    lake: Annotated[
+        str | None, typer.Option(help="lake folder or URI (default: $RARE_ECG_LAKE or ./lake)")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="default models:/rare-ecg-classifier@challenger")] = None,
+    split: Annotated[str | None, typer.Option(help="train | validation | test (default test)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML job config (flags override it)")] = None,
+    n_boot: Annotated[int | None, typer.Option(help="patient-bootstrap resamples for the CIs")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show library INFO logs")] = False,
+) -> None:
+    """Evaluate a registered classifier on a split: subgroup_metrics rows, MLflow metrics, a table."""
+    from rare_ecg.config import EvaluateConfig
+
+    _quiet_logging(verbose)
+    cfg = _job_config(
+        EvaluateConfig, config, {"lake": lake, "model": model, "split": split, "n_boot": n_boot}
+    )
+    from rare_ecg.evaluation.job import run_evaluate_job, table_lines
+
+    try:
+        summary = run_evaluate_job(cfg, Settings())
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from None
+    for line in table_lines(summary):
+        typer.echo(line, err=True)
+    typer.echo(json.dumps(summary, default=str))
+
+
 if __name__ == "__main__":
     main()
