@@ -54,21 +54,26 @@ def test_ingest_cli_500hz_twice_exits_zero_and_the_second_run_adds_nothing(
     first = cli(*args, "--fs", "500", "--run-id", "cli-1")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = json.loads(first.stdout.strip().splitlines()[-1])
-    assert (summary["records_in"], summary["ingested"], summary["rejected"]) == (250, 250, 0)
-    assert "250 ingested" in first.stderr  # the human summary
+    # PTB-XL's ecg_id 138 and 144 are byte copies of 137 and 143 at 500 Hz (same patient, same time,
+    # another record name): the same ECG twice, rejected as duplicates naming the original
+    assert (summary["records_in"], summary["ingested"], summary["rejected"]) == (250, 248, 2)
+    assert "248 ingested" in first.stderr  # the human summary
     assert "ingest: 250/250 records" in first.stderr  # progress lines
 
     second = cli(*args, "--fs", "500")
     assert second.returncode == 0, second.stderr[-3000:]
     again = json.loads(second.stdout.strip().splitlines()[-1])
-    assert (again["ingested"], again["skipped_existing"]) == (0, 250)
+    assert (again["ingested"], again["skipped_existing"]) == (0, 248)
 
     for table in (ECG_RECORDS, ECG_LABELS, ECG_WAVEFORMS, ECG_REJECTS):
         n_polars = pl.scan_delta(str(lake / table)).select(pl.len()).collect().item()
         assert n_polars == DeltaTable(str(lake / table)).count()
-    assert pl.read_delta(str(lake / ECG_RECORDS)).height == 250
+    assert pl.read_delta(str(lake / ECG_RECORDS)).height == 248
     assert set(pl.read_delta(str(lake / ECG_RECORDS))["fs_hz"].to_list()) == {500.0}
-    assert pl.read_delta(str(lake / ECG_REJECTS)).height == 0
+    rejects = pl.read_delta(str(lake / ECG_REJECTS)).sort("source_path")
+    assert rejects["source_path"].to_list() == ["records500/00000/00138_hr", "records500/00000/00144_hr"]
+    assert set(rejects["reason"].to_list()) == {"duplicate"}
+    assert "00137_hr" in rejects["detail"][0] and "00143_hr" in rejects["detail"][1]
 
 
 @pytest.mark.parametrize(
@@ -190,5 +195,5 @@ def test_a_process_killed_mid_run_leaves_no_rows_and_the_retry_completes(
                 "--lake", str(lake), "--run-id", "killed")  # fmt: skip
     assert retry.returncode == 0, retry.stderr[-3000:]
     records = pl.read_delta(str(lake / ECG_RECORDS))
-    assert records.height == records["record_id"].n_unique() == 250
-    assert pl.read_delta(str(lake / ECG_WAVEFORMS)).height == 250
+    assert records.height == records["record_id"].n_unique() == 248  # and 2 duplicates (see above)
+    assert pl.read_delta(str(lake / ECG_WAVEFORMS)).height == 248

@@ -10,7 +10,6 @@ import pytest
 
 from rare_ecg.ingest.pipeline import IngestOptions, run_ingest
 from rare_ecg.ingest.rows import FLAG_UNMAPPED_LABEL
-from rare_ecg.lake.identity import record_id
 from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_REJECTS, ECG_WAVEFORMS
 from tests.archive_fixtures import (
     make_bad_inputs,
@@ -65,12 +64,12 @@ def test_every_kind_of_bad_input_is_rejected_or_flagged_never_lost(
     # an unknown label is kept with its source code, and counted
     unknown = expected["unknown_label"]
     labels = read(lake, ECG_LABELS)
-    kept = labels.filter(pl.col("record_id") == record_id(layout, unknown.source_path))
+    kept = labels.filter(pl.col("record_id") == by_path_record[unknown.source_path]["record_id"])
     assert kept.filter(pl.col("label").is_null())["source_code"].to_list() == [unknown.unmapped_label]
     assert summary.unmapped_labels.get(str(unknown.unmapped_label)) == 1
     # flagged records still have a model-ready waveform with the bad lead masked out
     waves = read(lake, ECG_WAVEFORMS).filter(
-        pl.col("record_id") == record_id(layout, expected["nan_lead"].source_path)
+        pl.col("record_id") == by_path_record[expected["nan_lead"].source_path]["record_id"]
     )
     assert waves["lead_mask"][0].to_list()[3] is False  # aVR was all invalid samples
     # re-running adds neither records nor rejects
