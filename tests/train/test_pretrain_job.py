@@ -1,0 +1,146 @@
+"""The pretraining job end to end on real local Ray, a real Delta lake and a real sqlite MLflow.
+
+One trained run is shared by several assertions (a Ray Train worker group takes ~10 s to start here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import psutil
+import pytest
+import torch
+
+from rare_ecg.registry import ENCODER_NAME, load_model
+from rare_ecg.train.job import LOSS_TERMS, run_pretrain_job
+from rare_ecg.train.loop import CHECKPOINT_FILE
+from tests.train.conftest import settings_for, tiny_config
+
+pytestmark = [pytest.mark.timeout(420), pytest.mark.usefixtures("ray_session")]
+
+TERMS = ("global", "local", "trend", "attributes", "total")
+
+
+def run(cfg: Any, root: Path, on_epoch: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    epochs: list[dict[str, Any]] = []
+
+    def record(m: dict[str, Any]) -> None:
+        epochs.append(m)
+        if on_epoch is not None:
+            on_epoch(m)
+
+    return run_pretrain_job(cfg, settings_for(root), on_epoch=record), epochs
+
+
+@pytest.fixture(scope="module")
+def first(train_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("pretrain")
+    cfg = tiny_config(train_lake, root / "runs", run_name="t1", epochs=3)
+    summary, epochs = run(cfg, root)
+    return {"root": root, "cfg": cfg, "summary": summary, "epochs": epochs}
+
+
+def test_every_loss_term_falls_on_a_short_run_and_each_epoch_reaches_mlflow(first: dict[str, Any]) -> None:
+    epochs, summary = first["epochs"], first["summary"]
+    assert [m["epoch"] for m in epochs] == [1, 2, 3]
+    for term in TERMS:
+        assert epochs[-1][f"train_{term}"] < epochs[0][f"train_{term}"], term
+    assert epochs[-1]["val_total"] < epochs[0]["val_total"]
+    assert summary["epochs"] == 3 and summary["resumed_from_epoch"] == 0
+    assert summary["final"]["train_total"] == pytest.approx(epochs[-1]["train_total"], abs=1e-4)
+
+    client = mlflow.MlflowClient()
+    run_id = summary["run_id"]
+    for split in ("train", "val"):
+        for term in LOSS_TERMS:
+            history = client.get_metric_history(run_id, f"{split}_{term}")
+            assert [h.step for h in history] == [1, 2, 3], (split, term)
+    assert len(client.get_metric_history(run_id, "samples_per_s")) == 3
+    params = client.get_run(run_id).data.params
+    assert params["epochs"] == "3" and params["d_model"] == "16" and params["model.fs_hz"] == "100"
+    assert params["ecg_waveforms_version"] == str(summary["table_versions"]["ecg_waveforms"])
+
+
+def test_registered_encoder_carries_lineage_tags_and_delta_dataset_inputs(first: dict[str, Any]) -> None:
+    summary = first["summary"]
+    versions = summary["table_versions"]
+    mv = mlflow.MlflowClient().get_model_version(ENCODER_NAME, summary["model_version"])
+    assert mv.run_id == summary["run_id"]
+    assert mv.tags["lake"] == summary["lake"]
+    assert mv.tags["ecg_records_version"] == str(versions["ecg_records"])
+    assert mv.tags["ecg_waveforms_version"] == str(versions["ecg_waveforms"])
+    assert mv.tags["preprocessing_version"] == "pp-1" and mv.tags["model_fs_hz"] == "100"
+    assert len(mv.tags["git_commit"]) in (40, len("unknown")) and len(mv.tags["config_hash"]) == 16
+
+    inputs = mlflow.get_run(summary["run_id"]).inputs.dataset_inputs
+    # MLflow's DeltaDatasetSource drops a version of 0 from its JSON (a falsy check): the name keeps it
+    sources = sorted(
+        (
+            d.dataset.name,
+            json.loads(d.dataset.source)["path"],
+            json.loads(d.dataset.source).get("delta_table_version", 0),
+        )
+        for d in inputs
+    )
+    assert sources == sorted((f"{t}@v{v}", f"{summary['lake']}/{t}", v) for t, v in versions.items())
+    assert {d.dataset.source_type for d in inputs} == {"delta_table"}
+
+    model, meta = load_model(summary["model_uri"])
+    assert meta["table_versions"] == versions and meta["epochs"] == 3
+    assert model.cfg.d_model == 16 and model.cfg.fs_hz == 100
+
+
+def test_same_run_name_resumes_with_epoch_counter_and_optimizer_state(first: dict[str, Any]) -> None:
+    root, cfg, summary = first["root"], first["cfg"], first["summary"]
+    resumed, epochs = run(cfg.model_copy(update={"epochs": 4}), root)
+    assert [m["epoch"] for m in epochs] == [4]  # epochs 1-3 came from the checkpoint
+    assert epochs[0]["resumed_from_epoch"] == 3 and resumed["resumed_from_epoch"] == 3
+    assert resumed["run_id"] == summary["run_id"]  # the same MLflow run continues
+    assert resumed["model_version"] != summary["model_version"]
+
+    state = torch.load(Path(resumed["checkpoint"]) / CHECKPOINT_FILE, weights_only=False)
+    assert [m["epoch"] for m in state["history"]] == [1, 2, 3, 4]
+    steps_per_epoch = -(-summary["windows"]["train"] // cfg.batch_size)
+    adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert adam_steps == {4.0 * steps_per_epoch}  # AdamW's moments carried over, not restarted
+
+    again, epochs = run(cfg.model_copy(update={"epochs": 4}), root)
+    assert epochs == [] and again["model_version"] == resumed["model_version"]  # done: nothing added
+
+
+def _train_workers() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "RayTrainWorker" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_two_workers_survive_a_worker_process_killed_mid_run(train_lake: Path, tmp_path: Path) -> None:
+    killed: list[int] = []
+
+    def kill_during_third_epoch(m: dict[str, Any]) -> None:
+        # after the second epoch's report: by then the controller holds epoch 1's checkpoint at least
+        # (reports reach it asynchronously)
+        if m["epoch"] == 2 and not killed:
+            workers = _train_workers()
+            assert len(workers) == 2, [w.cmdline() for w in workers]
+            killed.append(workers[-1].pid)
+            os.kill(workers[-1].pid, signal.SIGKILL)
+
+    cfg = tiny_config(
+        train_lake, tmp_path / "runs", run_name="killed", epochs=3, workers=2, register_model=False
+    )
+    summary, epochs = run(cfg, tmp_path, on_epoch=kill_during_third_epoch)
+    assert killed and not psutil.pid_exists(killed[0])
+    assert summary["epochs"] == 3 and summary["model_version"] is None
+    numbers = [m["epoch"] for m in epochs]
+    assert numbers[-1] == 3 and epochs[-1]["resumed_from_epoch"] in (1, 2), numbers  # from a checkpoint
+    assert all(m["samples"] > 0 for m in epochs)
