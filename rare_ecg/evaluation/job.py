@@ -16,14 +16,15 @@ import numpy as np
 
 from rare_ecg.archive.labels import canonical_vocabulary
 from rare_ecg.config import EvaluateConfig, Settings
+from rare_ecg.evaluation.localization import split_localization
 from rare_ecg.evaluation.metrics_rows import metric_rows, metrics_table
 from rare_ecg.evaluation.predict import SplitPredictions, split_predictions
 from rare_ecg.lake import commit
 from rare_ecg.lake.paths import normalize_lake
-from rare_ecg.lake.schema import SUBGROUP_METRICS
+from rare_ecg.lake.schema import ECG_ANNOTATIONS, SUBGROUP_METRICS
 from rare_ecg.metrics import LabelSets, age_mae, common_rare_gap, macro_metric, per_label_metrics, sex_auroc
 from rare_ecg.registry import load_model
-from rare_ecg.scoring.cohort import pin_versions
+from rare_ecg.scoring.cohort import pin_versions, table_version
 
 JOB = "evaluate"
 
@@ -107,12 +108,30 @@ def run_evaluate_job(cfg: EvaluateConfig, settings: Settings) -> dict[str, Any]:
     check_vocabulary(labels, cfg.model)
     lake = normalize_lake(cfg.lake or settings.lake)
     versions = pin_versions(lake)
+    annotations = table_version(lake, ECG_ANNOTATIONS)
+    if annotations is not None:
+        versions[ECG_ANNOTATIONS] = annotations
     saved = metadata.get("thresholds") or {}
     thresholds = np.asarray([float(saved.get(x, 0.5)) for x in labels], dtype=np.float32)
     sp = split_predictions(lake, cfg.split, model, versions, thresholds, cfg.batch_size)
     sets = model_label_sets(metadata, labels)
     rows = metric_rows(sp.predictions, sets, n_boot=cfg.n_boot, seed=cfg.seed)
     rows += attribute_rows(sp)
+    loc_auroc, loc_records, loc_cells = split_localization(lake, sp, model.cfg, versions)
+    if loc_records:
+        rows.append(
+            {
+                "group_kind": "overall",
+                "group": "all",
+                "label_set": "all",
+                "metric": "localization_auroc",
+                "value": float(loc_auroc) if np.isfinite(loc_auroc) else None,
+                "ci_low": None,
+                "ci_high": None,
+                "n": loc_records,
+                "n_pos": loc_cells,
+            }
+        )
     name, version = str(metadata["registered_name"]), str(metadata["registered_version"])
     run_id = evaluation_run_id(name, version, cfg.split, versions)
     table = metrics_table(rows, run_id=run_id, model_version=version, cohort=f"split={cfg.split}")
@@ -125,6 +144,8 @@ def run_evaluate_job(cfg: EvaluateConfig, settings: Settings) -> dict[str, Any]:
         "lake": lake,
         "table_versions": versions,
         **summarize(sp, sets, rows),
+        "localization_auroc": round(float(loc_auroc), 4) if np.isfinite(loc_auroc) else None,
+        "localization_records": loc_records,
         "rare_labels": list(sets.rare),
         "common_labels": list(sets.common),
         "subgroup_metric_rows": table.num_rows,
@@ -178,7 +199,7 @@ def _log_to_mlflow(run_id: str, split: str, version: str, summary: dict[str, Any
     import mlflow
 
     metrics = {f"{split}_macro_auroc_{k}": v for k, v in summary["macro_auroc"].items() if v is not None}
-    for key in ("common_rare_gap", "age_mae_years", "sex_auroc"):
+    for key in ("common_rare_gap", "age_mae_years", "sex_auroc", "localization_auroc"):
         if summary[key] is not None:
             metrics[f"{split}_{key}"] = summary[key]
     if summary["largest_subgroup_gap"] is not None:
@@ -207,7 +228,10 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
             f"  largest subgroup gap: {gap['group_kind']} {gap['label_set']} {gap['metric']} {gap['value']:.3f} "
             f"[{f(gap['ci_low'])}, {f(gap['ci_high'])}] n={gap['n']}"
         )
-    lines.append(f"  age MAE {f(summary['age_mae_years'])} years, sex AUROC {f(summary['sex_auroc'])}")
+    lines.append(
+        f"  age MAE {f(summary['age_mae_years'])} years, sex AUROC {f(summary['sex_auroc'])}, localization "
+        f"AUROC {f(summary['localization_auroc'])} ({summary['localization_records']} annotated records)"
+    )
     lines.append(f"  {'label':<10} {'AUROC':>6} {'AUPRC':>6} {'n_pos':>6}  set")
     for label, v in summary["per_label"].items():
         kind = (

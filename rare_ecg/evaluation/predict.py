@@ -31,6 +31,8 @@ class SplitPredictions:
     record_ids: list[str]
     age_pred: np.ndarray  # (n,) years
     sex_female_prob: np.ndarray  # (n,)
+    anomaly_maps: list[np.ndarray]  # per record (12, kept windows x map segments), windows side by side
+    lead_masks: np.ndarray  # (n, 12) bool
     n_records: int  # records of the split with a waveform
     n_unlabelled: int  # left out: no mapped label at all (unknown, not negative)
     skipped_by_reason: dict[str, int]  # left out by the scoring job's quality rules
@@ -104,6 +106,8 @@ def split_predictions(
         record_ids=ids,
         age_pred=out.age,
         sex_female_prob=out.sex_female_prob,
+        anomaly_maps=out.anomaly_map,
+        lead_masks=np.asarray(waves["lead_mask"].to_list(), dtype=bool).reshape(len(ids), -1),
         n_records=len(reasons),
         n_unlabelled=int((~labelled).sum()),
         skipped_by_reason=dict(skipped),
