@@ -80,6 +80,7 @@ def parse_cohort(text: str) -> CohortFilter:
     if text in ("", "all"):
         return CohortFilter()
     fields: dict[str, Any] = {}
+    seen: set[str] = set()
     for clause in text.split(";"):
         clause = clause.strip()
         if not clause:
@@ -91,8 +92,9 @@ def parse_cohort(text: str) -> CohortFilter:
                 f"cohort clause {clause!r} is not key=value with a key among {', '.join(COHORT_KEYS)} "
                 "(or the whole filter 'all')"
             )
-        if key in fields:
+        if key in seen:
             raise ValueError(f"cohort clause {key}= appears twice")
+        seen.add(key)
         if key == "source":
             fields["sources"] = _list(key, value)
         elif key == "from":
