@@ -29,7 +29,7 @@ _TS = pa.timestamp("us", tz="UTC")
 
 RECORDS_SCHEMA = pa.schema(
     [
-        pa.field("record_id", pa.string(), nullable=False),  # sha256(source:record key)[:32], lake/identity.py
+        pa.field("record_id", pa.string(), nullable=False),  # sha256(source:record key)[:32]
         pa.field("source", pa.string(), nullable=False),  # the archive's name (default: its layout)
         pa.field("source_path", pa.string(), nullable=False),  # relative to the archive root, no extension
         pa.field("checksum", pa.string(), nullable=False),  # sha256 of header + signal bytes
