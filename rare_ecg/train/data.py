@@ -9,6 +9,8 @@ shard in batches (`get_dataset_shard`), so no process ever holds the whole table
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,18 @@ class LakeSnapshot:
         from deltalake import DeltaTable
 
         return list(DeltaTable(self.uri(table), self.versions[table], storage_options()).file_uris())
+
+    def content_id(self) -> str:
+        """A digest of the data files the pinned versions hold: a commit that adds no data (a re-run
+        of an idempotent ingest) moves the version but keeps the content, and so this id."""
+        from deltalake import DeltaTable
+
+        digest = hashlib.sha256()
+        for table in sorted(self.versions):
+            dt = DeltaTable(self.uri(table), self.versions[table], storage_options())
+            files = sorted(uri.removeprefix(self.uri(table)) for uri in dt.file_uris())
+            digest.update(json.dumps([table, files]).encode())
+        return digest.hexdigest()[:16]
 
     def read(self, table: str, columns: list[str]) -> pl.DataFrame:
         return pl.read_delta(

@@ -54,11 +54,19 @@ class PretrainPlan:
     windows: dict[str, int]  # split -> 10 s windows
 
 
-def config_hash(cfg: PretrainConfig, versions: dict[str, int]) -> str:
-    payload = cfg.model_dump(
-        mode="json", exclude={"run_name", "storage_path", "register_model", "experiment"}
-    )
-    payload["table_versions"] = versions
+def config_hash(cfg: PretrainConfig, content_id: str) -> str:
+    """The job's identity: its config and the lake content it reads (not the version numbers, which
+    move with commits that add no data)."""
+    exclude = {
+        "run_name",
+        "storage_path",
+        "register_model",
+        "experiment",
+        "records_version",
+        "waveforms_version",
+    }
+    payload = cfg.model_dump(mode="json", exclude=exclude)
+    payload["lake_content"] = content_id
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -123,7 +131,7 @@ def plan_pretraining(cfg: PretrainConfig, settings: Settings) -> PretrainPlan:
             f"{cfg.workers} workers x {cfg.cpus_per_worker} CPUs (+{DATA_CPUS} for data feeding) do not fit "
             f"the cluster's {cpus:g} CPUs; lower workers or cpus_per_worker"
         )
-    hashed = config_hash(cfg, snapshot.versions)
+    hashed = config_hash(cfg, snapshot.content_id())
     pp_versions = snapshot.read(ECG_WAVEFORMS, ["preprocessing_version"])["preprocessing_version"].unique()
     spec = LoopSpec(
         mode="pretrain",
