@@ -40,8 +40,34 @@ def test_demo_runs_twice_under_its_workdir_without_needing_shared_data(tmp_path:
         ("ptbxl", 20),
         ("synthetic", first["synthetic_records"]),
     ]
-    assert sorted(p.name for p in workdir.iterdir()) == ["lake", "synthetic-archive"]
+    assert sorted(p.name for p in workdir.iterdir()) == [
+        "lake",
+        "mlartifacts",
+        "mlflow.db",
+        "synthetic-archive",
+        "train-runs",
+    ]
+    encoder = first["encoder"]
+    assert encoder["model_uri"] == f"models:/rare-ecg-encoder/{encoder['model_version']}"
+    assert encoder["epochs"] == 3 and encoder["final"]["train_total"] > 0
 
     second = demo(workdir)
     assert second["tables"] == first["tables"]
     assert second["ingest_synthetic"]["skipped_existing"] == first["synthetic_records"]
+    # same lake content (re-ingesting added no rows), same config: the run is found done, nothing added
+    same = ("model_uri", "model_version", "run_id", "run_name", "epochs", "final")
+    assert {k: second["encoder"][k] for k in same} == {k: first["encoder"][k] for k in same}
+    # stage 2: the classifier registered @challenger, evaluated once on the test split
+    assert first["classifier"]["model_uri"].startswith("models:/rare-ecg-classifier/")
+    assert first["classifier"]["alias"] == "challenger"
+    evaluation = first["evaluation"]
+    assert evaluation["committed"] is True and evaluation["records"] > 0
+    assert "rare_auroc" in evaluation and "common_auroc" in evaluation
+    assert evaluation["largest_subgroup_gap"] is None or evaluation["largest_subgroup_gap"]["n"] > 0
+    metrics = pl.read_delta(str(workdir / "lake" / "subgroup_metrics"))
+    auroc = metrics.filter(pl.col("metric") == "auroc")
+    for kind in ("overall", "sex", "age_band"):
+        assert {"all", "rare", "common"} <= set(auroc.filter(pl.col("group_kind") == kind)["label_set"])
+    assert second["classifier"] == first["classifier"]
+    assert second["evaluation"]["committed"] is False
+    assert pl.read_delta(str(workdir / "lake" / "subgroup_metrics")).height == metrics.height
