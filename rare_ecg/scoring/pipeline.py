@@ -369,8 +369,8 @@ def _score(
     keys = ray.put(cohort_keys(todo))
     # One read task per Parquet file, a quarter CPU each: read_parquet's file-listing stage asks for a
     # whole CPU, which two scoring actors on a 2-CPU machine never leave free (the job would hang).
-    files = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
-    ds = files.map_batches(
+    listing = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
+    ds = listing.map_batches(
         read_waveform_files, batch_size=1, batch_format="pyarrow", num_cpus=0.25
     ).map_batches(
         cast(Any, ScoreActor),  # Ray's stub does not model callable classes with constructor kwargs
