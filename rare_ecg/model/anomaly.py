@@ -32,6 +32,7 @@ def hidden_reconstruction(
     lead_mask: torch.Tensor,  # (B, C)
     beat_start: torch.Tensor,  # (B,)
     beat_phase: torch.Tensor | None = None,  # (B, 2, N)
+    beat_neighbours: torch.Tensor | None = None,  # (B, 2, N)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """K shifted mask rounds, each hiding every K-th patch from the global view and the beat window
     alike (one mask per round). Returns (x_hat - x)^2 and s (B, C, N), each point from the round that
@@ -44,8 +45,9 @@ def hidden_reconstruction(
     hidden_f = (hidden.to(x.dtype)[:, None, :] * torch.ones_like(x[:, 0])[None]).reshape(-1, n)  # (K * B, N)
     xk = x.repeat(k, 1, 1)  # (K * B, C, N)
     phase = None if beat_phase is None else beat_phase.repeat(k, 1, 1)
+    neighbours = None if beat_neighbours is None else beat_neighbours.repeat(k, 1, 1)
     x_hat, log_var = model.reconstruct(
-        xk, lead_mask.repeat(k, 1), beat_start.repeat(k), hidden_f > 0.5, phase
+        xk, lead_mask.repeat(k, 1), beat_start.repeat(k), hidden_f > 0.5, phase, neighbours
     )
     h = hidden_f[:, None, :]
     sq_err = ((x_hat - xk).pow(2) * h).reshape(k, b, c, n).sum(0)
@@ -67,8 +69,8 @@ def anomaly_map(
     cfg = model.cfg
     lm = lead_mask.to(x.dtype)
     if out is None:
-        out = model(x, lead_mask, beat_start, beat_phase)
-    sq_err, s = hidden_reconstruction(model, x, lead_mask, beat_start, beat_phase)
+        out = model(x, lead_mask, beat_start, beat_phase, beat_neighbours=beat_neighbours)
+    sq_err, s = hidden_reconstruction(model, x, lead_mask, beat_start, beat_phase, beat_neighbours)
     dev = torch.zeros_like(x) if beat_neighbours is None else beat_deviation(x, beat_neighbours)
     ev = Evidence(
         sq_err=sq_err * lm[:, :, None],

@@ -47,6 +47,7 @@ class ModelConfig:
     # Reconstruction NLLs are averaged over hidden points; visible points count with this weight.
     visible_weight: float = 0.0
     beat_phase: bool = False  # time since / until the nearest R peaks as an input channel pair
+    beat_copy: bool = True  # the visible R-aligned twins in the neighbouring beats: input channels and prior
     trend_smooth_s: float = 0.02
     n_measurements: int = len(MEASUREMENTS)
     # Anomaly map

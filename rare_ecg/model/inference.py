@@ -42,9 +42,8 @@ class InferenceGraph(nn.Module):
         beat_phase: torch.Tensor,
         beat_neighbours: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        phase = beat_phase if self.model.cfg.beat_phase else None
-        out = self.model(signal, lead_mask, beat_start, phase)
-        amap = anomaly_map(self.model, signal, lead_mask, beat_start, phase, beat_neighbours, out=out)
+        out = self.model(signal, lead_mask, beat_start, beat_phase, beat_neighbours=beat_neighbours)
+        amap = anomaly_map(self.model, signal, lead_mask, beat_start, beat_phase, beat_neighbours, out=out)
         return (
             torch.sigmoid(out.logits),
             amap.score,

@@ -5,7 +5,7 @@ peaks at the model rate, detected once at ingestion). From the R peaks of one 10
 
 - ``beat_start``: first sample of the local view's beat window (R - beat_pre);
 - ``beat_phase`` (B, 2, N): time since the previous R peak and until the next one, in seconds,
-  clipped to ``PHASE_CLIP_S`` (where the hidden beats are: their timing, not their morphology);
+  clipped to 1 s (where the hidden beats are: their timing, not their morphology);
 - ``beat_neighbours`` (B, 2, N): for every sample, the index of the same sample (same offset from its
   nearest R peak) in the previous and the next beat; the record's own index where there is no such
   beat. The R-aligned beat copy (the inpainting baseline) and the beat-to-beat deviation score read it.
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from rare_ecg.model.config import ModelConfig
+from rare_ecg.signals.beats import beat_neighbours, beat_phase
 
 # Names of the inference graph's inputs, in order (rare_ecg.model.inference exports them so).
 INPUT_NAMES: tuple[str, ...] = ("signal", "lead_mask", "beat_start", "beat_phase", "beat_neighbours")
-PHASE_CLIP_S = 1.0  # longer than any RR interval the phase needs to resolve (60 bpm)
 
 
 @dataclass
@@ -37,7 +37,7 @@ class ModelInputs:
     beat_phase: np.ndarray  # (B, 2, N) float32
     beat_neighbours: np.ndarray  # (B, 2, N) int64
 
-    def torch(self) -> tuple[torch.Tensor, ...]:
+    def torch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The graph's inputs as tensors, in ``INPUT_NAMES`` order."""
         return (
             torch.from_numpy(self.signal),
@@ -94,44 +94,6 @@ def beat_start(peaks: np.ndarray, n: int, cfg: ModelConfig, rng: np.random.Gener
     if rng is None:
         return int(cand[np.argmin(np.abs(cand + cfg.beat_pre - n // 2))])
     return int(cand[rng.integers(cand.size)])
-
-
-def beat_phase(peaks: np.ndarray, n: int, fs_hz: float) -> np.ndarray:
-    """(2, n) float32: seconds since the previous R peak and until the next, clipped to PHASE_CLIP_S."""
-    t = np.arange(n)
-    clip = PHASE_CLIP_S * fs_hz
-    if peaks.size == 0:
-        return np.full((2, n), PHASE_CLIP_S, dtype=np.float32)
-    k = np.searchsorted(peaks, t, side="right")  # peaks[k - 1] <= t < peaks[k]
-    since = np.where(k > 0, t - peaks[np.maximum(k - 1, 0)], clip)
-    until = np.where(k < peaks.size, peaks[np.minimum(k, peaks.size - 1)] - t, clip)
-    return (np.minimum(np.stack([since, until]), clip) / fs_hz).astype(np.float32)
-
-
-def beat_neighbours(peaks: np.ndarray, n: int) -> np.ndarray:
-    """(2, n) int64: each sample's R-aligned twin in the previous and the next beat.
-
-    A sample belongs to its nearest R peak; its twin keeps the offset from R in the neighbouring beat.
-    Where one neighbour is missing (first or last beat, twin outside the window) the other stands in;
-    where both are, the sample's own index (a copy of itself: no information).
-    """
-    t = np.arange(n)
-    if peaks.size < 2:
-        return np.stack([t, t])
-    mid = (peaks[1:] + peaks[:-1]) / 2.0
-    own = np.searchsorted(mid, t, side="right")  # index of the nearest peak
-    offset = t - peaks[own]
-    twins = []
-    for step in (-1, 1):
-        j = own + step
-        ok = (j >= 0) & (j < peaks.size)
-        src = peaks[np.clip(j, 0, peaks.size - 1)] + offset
-        ok &= (src >= 0) & (src < n)
-        twins.append(np.where(ok, src, -1))
-    prev, nxt = twins
-    prev_f = np.where(prev >= 0, prev, np.where(nxt >= 0, nxt, t))
-    next_f = np.where(nxt >= 0, nxt, prev_f)
-    return np.stack([prev_f, next_f]).astype(np.int64)
 
 
 def model_inputs(

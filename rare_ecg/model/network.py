@@ -97,9 +97,10 @@ class EcgModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, c, p = cfg.d_model, cfg.n_leads, cfg.patch_len
-        # A patch token sees its samples, which of them are hidden (an extra "visible" channel) and,
-        # with cfg.beat_phase, the time since / until the nearest R peaks (two channels).
-        self.embed = nn.Linear((c + 1 + (2 if cfg.beat_phase else 0)) * p, d)
+        # A patch token sees its samples, which of them are hidden (an extra "visible" channel) and the
+        # auxiliary channels of aux_channels (beat phase, neighbouring-beat copy) where enabled.
+        self.n_aux = (2 if cfg.beat_phase else 0) + (2 * c + 2 if cfg.beat_copy else 0)
+        self.embed = nn.Linear((c + 1 + self.n_aux) * p, d)
         self.lead_embed = nn.Linear(c, d, bias=False)  # which leads are present
         self.view_embed = nn.Parameter(torch.zeros(3, d))
         self.pos_global = nn.Parameter(0.02 * torch.randn(cfg.n_patches, d))
@@ -115,11 +116,60 @@ class EcgModel(nn.Module):
         self.ln_repr = nn.LayerNorm(3 * d)
         self.attribute_head = nn.Linear(3 * d, 2 + cfg.n_measurements)  # age, sex logit, measurements
         self.classifier = nn.Linear(3 * d, len(cfg.labels)) if cfg.labels else None
+        if cfg.beat_copy:  # the decoders start at the copy prior exactly (a zero correction, s = 0)
+            for head in (self.global_head, self.local_head):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
         # Embeddings of reference records (training normals) for the "knn" record score.
         self.register_buffer("reference", torch.zeros(cfg.n_reference, 3 * d))
         norms = torch.tensor([AGE_NORM, (0.0, 1.0), *MEASUREMENT_NORMS[: cfg.n_measurements]])
         self.register_buffer("attr_centre", norms[:, 0].clone(), persistent=False)
         self.register_buffer("attr_scale", norms[:, 1].clone(), persistent=False)
+
+    def aux_channels(
+        self,
+        x: torch.Tensor,  # (B, C, N)
+        visible: torch.Tensor,  # (B, N) 1 = visible
+        lead_mask: torch.Tensor,  # (B, C)
+        beat_phase: torch.Tensor | None,  # (B, 2, N)
+        beat_neighbours: torch.Tensor | None,  # (B, 2, N)
+    ) -> torch.Tensor | None:
+        """(B, n_aux, N) channels beside the signal: with cfg.beat_phase the time since / until the
+        nearest R peaks; with cfg.beat_copy, for every sample, the values of its R-aligned twins in the
+        previous and next beats (2 x C channels) and whether each twin is visible (2 channels). A
+        hidden twin enters as zero: the copy reads visible samples only. Without ``beat_neighbours``
+        no sample has a twin (the copy channels and the prior are zero)."""
+        parts: list[torch.Tensor] = []
+        if self.cfg.beat_phase:
+            if beat_phase is None:
+                raise ValueError("this model takes a beat_phase input (cfg.beat_phase=True); got None")
+            parts.append(beat_phase.to(x.dtype))
+        if self.cfg.beat_copy:
+            b, c, n = x.shape
+            if beat_neighbours is None:  # no R peaks known: every sample is its own twin (no copy)
+                beat_neighbours = torch.arange(n, device=x.device).expand(b, 2, n)
+            idx = beat_neighbours.long()
+            own = torch.arange(n, device=x.device)[None, :]
+            xm = x * lead_mask.to(x.dtype)[:, :, None]
+            values, flags = [], []
+            for j in range(2):
+                ok = visible.gather(1, idx[:, j]) * (idx[:, j] != own).to(x.dtype)  # (B, N)
+                values.append(xm.gather(2, idx[:, j : j + 1].expand(b, c, n)) * ok[:, None, :])
+                flags.append(ok[:, None, :])
+            parts.extend(values + flags)
+        return torch.cat(parts, dim=1) if parts else None
+
+    def copy_prior(self, aux: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """(B, C, n) the mean of the visible R-aligned twins (0 where neither is visible), read from the
+        auxiliary channels; with cfg.beat_copy the decoders predict a correction to it (ours: the
+        network starts from the neighbouring-beat copy instead of having to learn to copy)."""
+        if not self.cfg.beat_copy or aux is None:
+            return torch.zeros_like(like)
+        c = self.cfg.n_leads
+        p0 = 2 if self.cfg.beat_phase else 0
+        prev, nxt = aux[:, p0 : p0 + c], aux[:, p0 + c : p0 + 2 * c]
+        flags = aux[:, p0 + 2 * c : p0 + 2 * c + 2]
+        return (prev + nxt) / flags.sum(1, keepdim=True).clamp_min(1.0)
 
     def encode(
         self,
@@ -127,17 +177,17 @@ class EcgModel(nn.Module):
         visible: torch.Tensor,
         lead_mask: torch.Tensor,
         view: int,
-        phase: torch.Tensor | None = None,
+        aux: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, C, n) signal, (B, n) visible-sample mask, (B, C) lead mask, (B, 2, n) beat phase
-        -> (B, n / patch_len, D). Hidden samples and absent leads enter as exact zeros."""
+        """(B, C, n) signal, (B, n) visible-sample mask, (B, C) lead mask, (B, n_aux, n) auxiliary
+        channels -> (B, n / patch_len, D). Hidden samples and absent leads enter as exact zeros."""
         vis = visible.to(x.dtype)[:, None, :]
         lm = lead_mask.to(x.dtype)
         parts = [x * vis * lm[:, :, None], vis]
-        if self.cfg.beat_phase:
-            if phase is None:
-                raise ValueError("this model takes a beat_phase input (cfg.beat_phase=True); got None")
-            parts.append(phase.to(x.dtype))
+        if self.n_aux:
+            if aux is None or aux.shape[1] != self.n_aux:
+                raise ValueError(f"this model takes {self.n_aux} auxiliary channels (aux_channels)")
+            parts.append(aux)
         tokens = self.embed(patchify(torch.cat(parts, dim=1), self.cfg.patch_len))
         pos = self.pos_local if view == LOCAL else self.pos_global
         tokens = tokens + pos + self.view_embed[view] + self.lead_embed(lm)[:, None, :]
@@ -151,7 +201,7 @@ class EcgModel(nn.Module):
         lead_mask: torch.Tensor,
         beat_start: torch.Tensor,
         hidden: torch.Tensor | None,
-        phase: torch.Tensor | None = None,
+        aux: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The beat window (B, C, W), its hidden samples (B, W) and its tokens. ``hidden`` (B, N) is the
         sample's one mask (True = hidden) over the whole signal; the window shows exactly what it shows."""
@@ -162,8 +212,8 @@ class EcgModel(nn.Module):
             if hidden is None
             else extract_beat(hidden[:, None, :].to(x.dtype), beat_start, w)[:, 0] > 0.5
         )
-        beat_phase = None if phase is None else extract_beat(phase, beat_start, w)
-        tokens = self.encode(beat, (~beat_hidden).to(x.dtype), lead_mask, LOCAL, beat_phase)
+        beat_aux = None if aux is None else extract_beat(aux, beat_start, w)
+        tokens = self.encode(beat, (~beat_hidden).to(x.dtype), lead_mask, LOCAL, beat_aux)
         return beat, beat_hidden, tokens
 
     def signal_and_log_var(self, head_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,13 +227,17 @@ class EcgModel(nn.Module):
         lead_mask: torch.Tensor,
         beat_start: torch.Tensor,
         hidden: torch.Tensor,
-        phase: torch.Tensor | None = None,
+        beat_phase: torch.Tensor | None = None,
+        beat_neighbours: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Global reconstruction and log-variance (B, C, N) under one sample mask ``hidden`` (B, N),
         shared by the global patches and the beat window; the trend view takes no part in it."""
-        g = self.encode(x, (~hidden).to(x.dtype), lead_mask, GLOBAL, phase)
-        _, _, local = self.encode_beat(x, lead_mask, beat_start, hidden, phase)
-        return self.signal_and_log_var(self.global_head(self.fuse_global(g, local)))
+        visible = (~hidden).to(x.dtype)
+        aux = self.aux_channels(x, visible, lead_mask, beat_phase, beat_neighbours)
+        g = self.encode(x, visible, lead_mask, GLOBAL, aux)
+        _, _, local = self.encode_beat(x, lead_mask, beat_start, hidden, aux)
+        x_hat, log_var = self.signal_and_log_var(self.global_head(self.fuse_global(g, local)))
+        return x_hat + self.copy_prior(aux, x), log_var
 
     def forward(
         self,
@@ -192,19 +246,17 @@ class EcgModel(nn.Module):
         beat_start: torch.Tensor,  # (B,) first sample of the beat window (R peak - beat_pre)
         beat_phase: torch.Tensor | None = None,  # (B, 2, N) rare_ecg.model.inputs (cfg.beat_phase)
         hidden: torch.Tensor | None = None,  # (B, N) True = sample hidden from every view (pretraining)
+        beat_neighbours: torch.Tensor | None = None,  # (B, 2, N) rare_ecg.model.inputs (cfg.beat_copy)
     ) -> Outputs:
         cfg = self.cfg
         visible = torch.ones_like(x[:, 0]) if hidden is None else (~hidden).to(x.dtype)
-        g = self.encode(x, visible, lead_mask, GLOBAL, beat_phase)  # (B, P, D)
-        beat, beat_hidden, local = self.encode_beat(x, lead_mask, beat_start, hidden, beat_phase)
+        aux = self.aux_channels(x, visible, lead_mask, beat_phase, beat_neighbours)
+        g = self.encode(x, visible, lead_mask, GLOBAL, aux)  # (B, P, D)
+        beat, beat_hidden, local = self.encode_beat(x, lead_mask, beat_start, hidden, aux)
         # The trend is unmasked: it reconstructs the signal through its own head and feeds the pooled
         # representation, never the global reconstruction of hidden points.
         trend = self.encode(
-            trend_view(x, cfg.fs_hz, cfg.trend_smooth_s),
-            torch.ones_like(visible),
-            lead_mask,
-            TREND,
-            beat_phase,
+            trend_view(x, cfg.fs_hz, cfg.trend_smooth_s), torch.ones_like(visible), lead_mask, TREND, aux
         )
 
         g_local = self.fuse_global(g, local)
@@ -212,6 +264,9 @@ class EcgModel(nn.Module):
         g_trend = self.fuse_trend(g, trend)
         x_hat, x_log_var = self.signal_and_log_var(self.global_head(g_local))
         beat_hat, beat_log_var = self.signal_and_log_var(self.local_head(local_g))
+        prior = self.copy_prior(aux, x)
+        x_hat = x_hat + prior
+        beat_hat = beat_hat + extract_beat(prior, beat_start, cfg.beat_len)
 
         z = self.ln_repr(torch.cat([g_local.mean(1), local_g.mean(1), g_trend.mean(1)], dim=-1))  # (B, 3D)
         attrs = self.attr_centre + self.attr_scale * self.attribute_head(z)

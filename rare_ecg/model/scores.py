@@ -36,14 +36,20 @@ class Evidence:
     age_pred: torch.Tensor  # (B,) years
 
 
-def beat_deviation(x: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
+def beat_deviation(x: torch.Tensor, neighbours: torch.Tensor, tolerance: int = 1) -> torch.Tensor:
     """(B, C, N) signal, (B, 2, N) R-aligned twins (rare_ecg.model.inputs.beat_neighbours) ->
-    the smaller squared difference to the two twins: a beat unlike both of its neighbours stands out,
-    its normal neighbours (like at least one of theirs) do not."""
+    the smallest squared difference to the two twins, each allowed to shift by up to ``tolerance``
+    samples (R peaks are located to a sample: without it a QRS a sample off dominates every record's
+    largest deviations). A beat unlike both of its neighbours stands out; its normal neighbours (like at
+    least one of theirs) do not. A sample that is its own twin (no neighbouring beat) deviates by 0."""
     b, c, n = x.shape
     idx = neighbours.long()
-    twins = [x.gather(2, idx[:, j : j + 1, :].expand(b, c, n)) for j in range(2)]
-    return torch.minimum((x - twins[0]).pow(2), (x - twins[1]).pow(2))
+    best = torch.full_like(x, float("inf"))
+    for j in range(2):
+        for shift in range(-tolerance, tolerance + 1):
+            twin = (idx[:, j : j + 1, :] + shift).clamp(0, n - 1)
+            best = torch.minimum(best, (x - x.gather(2, twin.expand(b, c, n))).pow(2))
+    return best
 
 
 def gaussian_kernel(sigma_samples: float) -> torch.Tensor:

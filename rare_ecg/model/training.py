@@ -36,6 +36,10 @@ class Batch:
     sex: np.ndarray | None = None  # (B,) 1 = female, 0 = male
     measurements: np.ndarray | None = None  # (B, 4) hr bpm, pr / qrs / qt ms
     labels: np.ndarray | None = None  # (B, L) {0, 1} in the model's label order
+    normal: np.ndarray | None = None  # (B,) bool: no finding (normal-only pretraining, kNN references)
+
+    def __len__(self) -> int:
+        return int(self.signal.shape[0])
 
     def inputs(self, cfg: ModelConfig, rng: np.random.Generator | None = None) -> ModelInputs:
         """The model's inputs; ``rng`` draws the beat window (training), else it is deterministic."""
@@ -53,6 +57,7 @@ class Batch:
             sex=take(self.sex),
             measurements=take(self.measurements),
             labels=take(self.labels),
+            normal=take(self.normal),
         )
 
 
@@ -83,7 +88,7 @@ def pretrain_losses(model: EcgModel, batch: Batch, generator: torch.Generator) -
     cfg.visible_weight); ``hidden_mse`` (not in the objective) is the inpainting error."""
     cfg = model.cfg
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    x, lead_mask, beat_start, phase, _ = batch.inputs(cfg, np.random.default_rng(seed)).torch()
+    x, lead_mask, beat_start, phase, neighbours = batch.inputs(cfg, np.random.default_rng(seed)).torch()
     hidden = training_mask(
         beat_start,
         cfg.n_patches,
@@ -92,7 +97,7 @@ def pretrain_losses(model: EcgModel, batch: Batch, generator: torch.Generator) -
         (cfg.mask_ratio, cfg.beat_mask_ratio),
         generator,
     )
-    out = model(x, lead_mask, beat_start, phase, hidden=hidden)
+    out = model(x, lead_mask, beat_start, phase, hidden, neighbours)
     return {
         **reconstruction_losses(out, x, lead_mask, hidden, cfg.visible_weight),
         **_attribute_terms(out, batch, cfg),
@@ -174,8 +179,8 @@ def finetune_step(
     if batch.labels is None or not model.cfg.labels:
         raise ValueError("fine-tuning needs batch.labels and a model built with a label vocabulary")
     model.train()
-    x, lead_mask, beat_start, phase, _ = batch.inputs(model.cfg).torch()
-    clean = model(x, lead_mask, beat_start, phase)
+    x, lead_mask, beat_start, phase, neighbours = batch.inputs(model.cfg).torch()
+    clean = model(x, lead_mask, beat_start, phase, beat_neighbours=neighbours)
     labels = torch.as_tensor(np.asarray(batch.labels, dtype=np.float32))
     cls = classification_loss(clean.logits, labels, settings.loss)
     loss = cls

@@ -9,6 +9,7 @@ import torch
 from rare_ecg.model.anomaly import hidden_reconstruction
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.model.inference import count_params, macs_per_ecg
+from rare_ecg.model.inputs import model_inputs
 from rare_ecg.model.network import EcgModel, with_labels
 from rare_ecg.model.objectives import patch_to_samples, shifted_patch_masks, training_mask
 from rare_ecg.model.training import Batch, PretrainWeights, pretrain_losses, pretrain_objective
@@ -41,12 +42,14 @@ def test_output_shapes(fs: int, tiny_config: ModelConfig) -> None:
 def test_absent_leads_and_hidden_points_carry_no_information(tiny_config: ModelConfig) -> None:
     """The leak test: noise on hidden inputs leaves their reconstruction (global and local) exactly
     unchanged, the beat window and the trend view included, whatever the beat-phase setting."""
-    for beat_phase in (False, True):
-        cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "beat_phase": beat_phase})
+    for extra in ({}, {"beat_phase": True, "beat_copy": True}):
+        cfg = ModelConfig.from_dict({**tiny_config.to_dict(), **extra})
         model = EcgModel(cfg).eval()
         x, lead_mask, beat_start = _inputs(cfg)
         lead_mask[:, 5] = False
         phase = torch.rand(3, 2, cfg.n_samples)
+        peaks = [torch.arange(30, cfg.n_samples, 70 + 5 * i).numpy() for i in range(3)]
+        nb = torch.from_numpy(model_inputs(x.numpy(), lead_mask.numpy(), peaks, cfg).beat_neighbours)
         hidden = training_mask(
             beat_start,
             cfg.n_patches,
@@ -56,14 +59,14 @@ def test_absent_leads_and_hidden_points_carry_no_information(tiny_config: ModelC
             torch.Generator().manual_seed(0),
         )
         with torch.no_grad():
-            out = model(x, lead_mask, beat_start, phase, hidden=hidden)
+            out = model(x, lead_mask, beat_start, phase, hidden, nb)
             # Garbage in an absent lead: nothing changes.
             x_absent = x.clone()
             x_absent[:, 5] = 1e3
-            out_absent = model(x_absent, lead_mask, beat_start, phase, hidden=hidden)
+            out_absent = model(x_absent, lead_mask, beat_start, phase, hidden, nb)
             # Noise on every hidden point, the beat window's included.
             x_hidden = x + 5.0 * torch.randn_like(x) * hidden[:, None, :]
-            out_hidden = model(x_hidden, lead_mask, beat_start, phase, hidden=hidden)
+            out_hidden = model(x_hidden, lead_mask, beat_start, phase, hidden, nb)
             noisy = x + 5.0 * torch.randn_like(x)
         torch.testing.assert_close(out_absent.logits, out.logits)
         torch.testing.assert_close(out_absent.x_hat, out.x_hat)
@@ -75,7 +78,7 @@ def test_absent_leads_and_hidden_points_carry_no_information(tiny_config: ModelC
         with torch.no_grad():
             x_visible = x + 5.0 * torch.randn_like(x) * (~hidden)[:, None, :]
             assert not torch.allclose(
-                model(x_visible, lead_mask, beat_start, phase, hidden=hidden).x_hat, out.x_hat
+                model(x_visible, lead_mask, beat_start, phase, hidden, nb).x_hat, out.x_hat
             )
         # Each round of the anomaly map: its reconstruction does not move when its hidden samples change.
         k_hidden = patch_to_samples(shifted_patch_masks(cfg.n_patches, cfg.anomaly_rounds), cfg.patch_len)
@@ -83,13 +86,15 @@ def test_absent_leads_and_hidden_points_carry_no_information(tiny_config: ModelC
         for h in k_hidden:
             hb = h[None].expand(3, -1)
             with torch.no_grad():
-                a = model.reconstruct(x, lead_mask, beat_start, hb, phase)
-                b = model.reconstruct(torch.where(hb[:, None, :], noisy, x), lead_mask, beat_start, hb, phase)
+                a = model.reconstruct(x, lead_mask, beat_start, hb, phase, nb)
+                b = model.reconstruct(
+                    torch.where(hb[:, None, :], noisy, x), lead_mask, beat_start, hb, phase, nb
+                )
             assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
             expected += (a[0] - x).pow(2) * hb[:, None, :]
         # ... and the map takes each point's error from the round that hid it.
         with torch.no_grad():
-            err, _ = hidden_reconstruction(model, x, lead_mask, beat_start, phase)
+            err, _ = hidden_reconstruction(model, x, lead_mask, beat_start, phase, nb)
         torch.testing.assert_close(err, expected)
 
 

@@ -20,18 +20,23 @@ TOLERANCE = 1e-4
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("beat_phase", "record_score"), [(False, "weighted_top"), (True, "knn"), (True, "beat_dev_top")]
+    ("beat_phase", "record_score"),
+    [(False, "weighted_top"), (True, "beat_dev_top")],  # beat_phase with beat_copy
 )
 def test_onnx_runtime_matches_pytorch_at_any_batch_size(
     tmp_path: Path, tiny_config: ModelConfig, beat_phase: bool, record_score: str
 ) -> None:
     cfg = ModelConfig.from_dict(
-        {**tiny_config.to_dict(), "beat_phase": beat_phase, "record_score": record_score}
+        {
+            **tiny_config.to_dict(),
+            "beat_phase": beat_phase,
+            "beat_copy": beat_phase,
+            "record_score": record_score,
+        }
     )
     model = EcgModel(cfg)
-    if record_score == "knn":
-        model = with_references(model, torch.randn(7, 3 * cfg.d_model))
-        cfg = model.cfg
+    model = with_references(model, torch.randn(7, 3 * cfg.d_model))  # the knn buffer travels too
+    cfg = model.cfg
     model.eval()
     path = export_onnx(model, tmp_path / "model.onnx")
     assert not list(tmp_path.glob("*.data"))  # one self-contained file
