@@ -18,7 +18,7 @@ from rare_ecg.model.network import EcgModel, with_references
 TOLERANCE = 1e-4
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     ("beat_phase", "record_score"),
     [(False, "weighted_top"), (True, "beat_dev_top")],  # beat_phase with beat_copy
