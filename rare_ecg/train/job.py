@@ -36,6 +36,7 @@ from rare_ecg.train.loop import (
 DATA_CPUS = 0.5  # kept free for Ray Data's read tasks: workers taking every CPU starve them (a hang)
 RUN_NAME_TAG = "rare_ecg.run_name"
 LOSS_TERMS = ("total", "global", "local", "trend", "attributes", "age", "sex", "measurements", "hidden_mse")
+SKILL_METRICS = ("val_inpainting_skill", "val_inpainting_vs_zero")  # on validation only
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,9 @@ def _params(p: PretrainPlan) -> dict[str, Any]:
 def epoch_metrics_for_mlflow(metrics: dict[str, Any]) -> dict[str, float]:
     keep = [f"{split}_{t}" for split in ("train", "val") for t in LOSS_TERMS]
     out = {k: float(metrics[k]) for k in keep if k in metrics}
-    out.update({k: float(metrics[k]) for k in ("samples_per_s", "epoch_seconds") if k in metrics})
+    out.update(
+        {k: float(metrics[k]) for k in ("samples_per_s", "epoch_seconds", *SKILL_METRICS) if k in metrics}
+    )
     return out
 
 
@@ -354,4 +357,6 @@ def _register(p: PretrainPlan, model: Any, run_id: str, epoch: int, final: dict[
     }
     if "val_total" in final:
         tags["val_total"] = round(float(final["val_total"]), 5)
+    if "val_inpainting_skill" in final:
+        tags["inpainting_skill"] = round(float(final["val_inpainting_skill"]), 4)
     return register_model(uri, ENCODER_NAME, tags)

@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rare_ecg.model.config import MEASUREMENTS, ModelConfig
 from rare_ecg.model.network import EcgModel
+from rare_ecg.model.skill import SKILL_SEED, inpainting_skill
 from rare_ecg.model.training import (
     Batch,
     PretrainWeights,
@@ -118,9 +119,12 @@ def _batches(shard: Any, spec: LoopSpec, epoch: int, shuffle: bool) -> Iterable[
 
 
 def validation_losses(model: EcgModel, shard: Any, spec: LoopSpec, world: int) -> dict[str, float]:
+    """Every loss term on the validation shard (fixed masks), and the inpainting skill: hidden-point
+    MSE over that of the R-aligned neighbouring-beat copy (rare_ecg.model.skill; below 1 beats it)."""
     weights = PretrainWeights(**spec.weights)
     model.eval()
     sums: dict[str, float] = defaultdict(float)
+    skill = {"net": 0.0, "copy": 0.0, "zero": 0.0, "points": 0.0}
     n = 0
     with torch.no_grad():
         for i, arrays in enumerate(_batches(shard, spec, 0, shuffle=False)):
@@ -131,7 +135,15 @@ def validation_losses(model: EcgModel, shard: Any, spec: LoopSpec, world: int) -
             for k, v in _with_totals({k: float(t) for k, t in terms.items()}, total).items():
                 sums[k] += v * size
             n += size
+            s = inpainting_skill(model, [batch], seed=SKILL_SEED + i)
+            for key, name in (("net", "hidden_mse"), ("copy", "copy_mse"), ("zero", "zero_mse")):
+                skill[key] += s[name] * s["n_points"]
+            skill["points"] += s["n_points"]
     means, _ = _means(dict(sums), n, world)
+    skill = _all_reduce(skill, world)
+    if skill["copy"] > 0 and skill["zero"] > 0:
+        means["inpainting_skill"] = skill["net"] / skill["copy"]
+        means["inpainting_vs_zero"] = skill["net"] / skill["zero"]
     return means
 
 

@@ -10,6 +10,8 @@ def epoch_line(m: dict[str, Any]) -> str:
     left = int(m["epochs"]) - int(m["epoch"])
     terms = " ".join(f"{t} {m[f'train_{t}']:.4f}" for t in ("global", "local", "trend", "attributes"))
     val = f"; val total {m['val_total']:.4f}" if "val_total" in m else ""
+    if "val_inpainting_skill" in m:
+        val += f", inpainting skill {m['val_inpainting_skill']:.3f} (vs beat copy; <1 beats it)"
     return (
         f"pretrain: epoch {m['epoch']}/{m['epochs']} train total {m['train_total']:.4f} ({terms}){val}; "
         f"{m['samples_per_s']:.1f} samples/s; epoch {m['epoch_seconds']:.0f} s, eta {left * m['epoch_seconds']:.0f} s"

@@ -60,6 +60,10 @@ def test_every_loss_term_falls_on_a_short_run_and_each_epoch_reaches_mlflow(firs
             history = client.get_metric_history(run_id, f"{split}_{term}")
             assert [h.step for h in history] == [1, 2, 3], (split, term)
     assert len(client.get_metric_history(run_id, "samples_per_s")) == 3
+    # the inpainting skill (network / R-aligned beat copy on validation) is measured every epoch
+    skill = client.get_metric_history(run_id, "val_inpainting_skill")
+    assert [h.step for h in skill] == [1, 2, 3] and all(0.0 < h.value < 10.0 for h in skill)
+    assert all(m["val_inpainting_vs_zero"] > 0.0 for m in epochs)
     params = client.get_run(run_id).data.params
     assert params["epochs"] == "3" and params["d_model"] == "16" and params["model.fs_hz"] == "100"
     assert params["ecg_waveforms_version"] == str(summary["table_versions"]["ecg_waveforms"])
@@ -75,6 +79,9 @@ def test_registered_encoder_carries_lineage_tags_and_delta_dataset_inputs(first:
     assert mv.tags["ecg_waveforms_version"] == str(versions["ecg_waveforms"])
     assert mv.tags["preprocessing_version"] == "pp-1" and mv.tags["model_fs_hz"] == "100"
     assert len(mv.tags["git_commit"]) in (40, len("unknown")) and len(mv.tags["config_hash"]) == 16
+    assert float(mv.tags["inpainting_skill"]) == pytest.approx(
+        summary["final"]["val_inpainting_skill"], abs=1e-3
+    )
 
     inputs = mlflow.get_run(summary["run_id"]).inputs.dataset_inputs
     # MLflow's DeltaDatasetSource drops a version of 0 from its JSON (a falsy check): the name keeps it
