@@ -7,6 +7,7 @@ reason on bad input. Long work reports progress on stderr; the last stdout line 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -192,7 +193,19 @@ def pretrain(
 
 
 def main() -> None:
-    sys.exit(app())
+    """The console entry point: an unexpected failure is one line on stderr and exit 1 (bad input is
+    exit 2, from each verb); RARE_ECG_DEBUG=1 shows the traceback instead."""
+    try:
+        sys.exit(app())
+    except Exception as err:
+        if os.environ.get("RARE_ECG_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) or "no detail"
+        typer.echo(
+            f"rare-ecg: error: {type(err).__name__}: {message[:500]} (RARE_ECG_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @app.command()
