@@ -213,12 +213,13 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="everything the demo makes goes under this folder")] = Path(
         "demo-run"
     ),
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Ray's and MLflow's own logs")] = False,
 ) -> None:
     """Run the pipeline end to end on embedded defaults, keeping everything under WORKDIR."""
     from rare_ecg.demo import run_demo
     from rare_ecg.runtime import init_ray, setup_logging
 
-    setup_logging()
+    setup_logging(verbose)
     init_ray(Settings())
     try:
         summary = run_demo(workdir)
@@ -240,14 +241,9 @@ def _job_config(model: type[Any], config_file: Path | None, overrides: dict[str,
 
 
 def _quiet_logging(verbose: bool) -> None:
-    import logging
-
     from rare_ecg.runtime import setup_logging
 
     setup_logging(verbose)
-    if not verbose:
-        for noisy in ("mlflow", "alembic", "onnxruntime", "torch"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 @app.command()

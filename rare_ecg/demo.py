@@ -1,7 +1,8 @@
 """`rare-ecg demo`: the whole pipeline on embedded defaults, everything kept under one folder.
 
-Today it ingests the built-in example archive (20 real PTB-XL records) and a generated synthetic
-cohort (with rare anomalies and ground-truth masks) into WORKDIR/lake; re-running it adds nothing.
+It ingests the built-in example archive (20 real PTB-XL records) and a generated synthetic cohort (with
+rare anomalies and ground-truth masks) into WORKDIR/lake, pretrains and registers the encoder, fine-tunes
+and evaluates a classifier, then scores the whole lake with it; re-running it adds nothing.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def run_demo(workdir: Path) -> dict[str, Any]:
         on_epoch=print_epoch,
     )
     log.info("demo stage 2: fine-tuning the classifier from the encoder, evaluating it on the test split")
-    from rare_ecg.demo_stage2 import finetune_and_evaluate
+    from rare_ecg.demo_stage2 import finetune_and_evaluate, score_lake
 
     stage2 = finetune_and_evaluate(lake, workdir, settings, pretrain["model_uri"])
+    log.info("demo scoring: exporting the classifier to ONNX and scoring the whole demo lake")
+    scoring = score_lake(lake, settings, stage2["classifier"]["model_uri"])
     return {
         "workdir": str(workdir),
         "lake": str(lake),
@@ -85,4 +88,5 @@ def run_demo(workdir: Path) -> dict[str, Any]:
             for k in ("model_uri", "model_version", "run_id", "run_name", "epochs", "table_versions", "final")
         },
         **stage2,  # classifier; evaluation: rare / common AUROC, largest subgroup gap with n
+        "scoring": scoring,
     }

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rare_ecg.config import EvaluateConfig, FinetuneConfig, Settings
+from rare_ecg.config import EvaluateConfig, FinetuneConfig, ScoreConfig, Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +65,26 @@ def finetune_and_evaluate(lake: Path, workdir: Path, settings: Settings, encoder
             "run_id": ev["run_id"],
         },
     }
+
+
+def score_lake(lake: Path, settings: Settings, classifier_uri: str) -> dict[str, Any]:
+    """Score every usable record of the demo lake with the classifier (exported to ONNX on first use):
+    ecg_scores, patient_findings and subgroup_metrics for the run; re-running adds nothing."""
+    from rare_ecg.scoring.job import run_score_job
+
+    # the demo's classifier is a challenger (nobody promoted it): score with that exact version
+    sc = run_score_job(ScoreConfig(lake=str(lake), model=classifier_uri, n_boot=DEMO_N_BOOT), settings)
+    log.info(
+        "demo: scored %d ECGs (%d skipped, %d already scored) at %.1f ECG/s; %d flagged, %d patients with "
+        "findings (%d new)",
+        sc["scored"],
+        sc["skipped"],
+        sc["already_scored"],
+        sc["ecg_per_s"],
+        sc["flagged_records"],
+        sc["patients_with_findings"],
+        sc["new_findings"],
+    )
+    keys = ("run_id", "model_version", "precision", "scored", "skipped", "skipped_by_reason")
+    more = ("already_scored", "flagged_records", "patients_with_findings", "new_findings", "ecg_per_s")
+    return {k: sc[k] for k in (*keys, *more)}

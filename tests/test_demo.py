@@ -70,4 +70,14 @@ def test_demo_runs_twice_under_its_workdir_without_needing_shared_data(tmp_path:
         assert {"all", "rare", "common"} <= set(auroc.filter(pl.col("group_kind") == kind)["label_set"])
     assert second["classifier"] == first["classifier"]
     assert second["evaluation"]["committed"] is False
-    assert pl.read_delta(str(workdir / "lake" / "subgroup_metrics")).height == metrics.height
+    # scoring: every usable record scored once by the classifier's version; a re-run scores nothing new
+    scoring = first["scoring"]
+    assert scoring["model_version"] == first["classifier"]["model_version"]
+    assert scoring["scored"] + scoring["skipped"] == first["tables"]["ecg_records"]
+    assert scoring["scored"] > 0 and scoring["ecg_per_s"] > 0
+    scores = pl.read_delta(str(workdir / "lake" / "ecg_scores"))
+    assert scores.height == scoring["scored"] == scores["record_id"].n_unique()
+    findings = pl.read_delta(str(workdir / "lake" / "patient_findings"))
+    assert findings.height >= scoring["patients_with_findings"]
+    assert second["scoring"]["scored"] == 0 and second["scoring"]["already_scored"] == scoring["scored"]
+    assert pl.read_delta(str(workdir / "lake" / "ecg_scores")).height == scores.height
