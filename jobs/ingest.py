@@ -6,44 +6,28 @@ RAY_ADDRESS), the ingest run; the JSON summary is the last stdout line, bad inpu
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
-from rare_ecg.config import IngestConfig, Settings, load_yaml
+from rare_ecg.config import IngestConfig, Settings
 from rare_ecg.ingest.job import run_ingest_job
-from rare_ecg.runtime import init_ray, setup_logging
+from rare_ecg.runtime import init_ray, job_main
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ingest.yaml"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.ingest", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML ingest config")
-    args = parser.parse_args(argv)
-    try:
-        cfg = IngestConfig(**load_yaml(args.config))
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        print(f"rare-ecg: error: {args.config}: {where}: {first['msg']}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as err:
-        print(f"rare-ecg: error: {err}", file=sys.stderr)
-        return 2
-    setup_logging()
-    settings = Settings()
-    try:
+class IngestJob(IngestConfig):
+    KIND: ClassVar[str] = "ingest"
+
+    def run(self, settings: Settings | None = None) -> dict[str, Any]:
+        settings = settings or Settings()
         init_ray(settings)
-        summary = run_ingest_job(cfg, settings)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        print(f"rare-ecg: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, default=str))
-    return 0
+        return run_ingest_job(self, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return job_main(IngestJob, "python -m jobs.ingest", (__doc__ or "").splitlines()[0], argv, DEFAULT_CONFIG)
 
 
 if __name__ == "__main__":

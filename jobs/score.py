@@ -5,36 +5,25 @@ The same job as `rare-ecg score`: both build a ScoreConfig and call rare_ecg.sco
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
-from rare_ecg.config import ScoreConfig, Settings, load_yaml
-from rare_ecg.runtime import init_ray, setup_logging
+from rare_ecg.config import ScoreConfig, Settings
+from rare_ecg.runtime import init_ray, job_main
 from rare_ecg.scoring.job import run_score_job
 
 
+class ScoreJob(ScoreConfig):
+    KIND: ClassVar[str] = "score"
+
+    def run(self, settings: Settings | None = None) -> dict[str, Any]:
+        settings = settings or Settings()
+        # Ray starts only once the inputs are known to be good: bad input fails first, and fast
+        return run_score_job(self, settings, start_ray=lambda: init_ray(settings))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.score", description=__doc__)
-    parser.add_argument("--config", type=Path, required=True, help="YAML ScoreConfig")
-    args = parser.parse_args(argv)
-    setup_logging()
-    settings = Settings()
-    try:
-        cfg = ScoreConfig(**load_yaml(args.config))
-        summary = run_score_job(cfg, settings, start_ray=lambda: init_ray(settings))
-    except ValidationError as err:
-        first = err.errors()[0]
-        print(f"rare-ecg: error: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as err:
-        print(f"rare-ecg: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, default=str))
-    return 0
+    return job_main(ScoreJob, "python -m jobs.score", __doc__ or "", argv)
 
 
 if __name__ == "__main__":

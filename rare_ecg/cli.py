@@ -17,6 +17,7 @@ import typer
 from pydantic import ValidationError
 
 from rare_ecg.config import LAYOUTS, IngestConfig, Settings, load_yaml
+from rare_ecg.runtime import validation_message
 from rare_ecg.synth.cli import synth_command
 
 app = typer.Typer(
@@ -35,12 +36,6 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line reason and return the Exit to raise."""
     typer.echo(f"rare-ecg: error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _validation_message(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
-    return f"{where}: {first['msg']} (got {first.get('input')!r})"
 
 
 def build_config(
@@ -112,7 +107,7 @@ def ingest(
             },
         )
     except ValidationError as err:
-        raise fail(_validation_message(err)) from None
+        raise fail(validation_message(err)) from None
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
     from rare_ecg.ingest.job import run_ingest_job
@@ -176,7 +171,7 @@ def pretrain(
         data.update({k: v for k, v in overrides.items() if v is not None})
         cfg = PretrainConfig(**data)
     except ValidationError as err:
-        raise fail(_validation_message(err)) from None
+        raise fail(validation_message(err)) from None
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
     from rare_ecg.train.job import run_pretrain_job
@@ -235,7 +230,7 @@ def _job_config(model: type[Any], config_file: Path | None, overrides: dict[str,
         data.update({k: v for k, v in overrides.items() if v is not None})
         return model(**data)
     except ValidationError as err:
-        raise fail(_validation_message(err)) from None
+        raise fail(validation_message(err)) from None
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
 

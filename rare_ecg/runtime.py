@@ -1,12 +1,21 @@
-"""Process-level setup shared by the CLI verbs: logging and joining (or starting) Ray."""
+"""Process-level setup shared by the CLI verbs and the jobs: logging, joining (or starting) Ray, and the
+entry point of every `python -m jobs.<name>`."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
+import sys
 import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
-from rare_ecg.config import Settings
+from pydantic import ValidationError
+
+from rare_ecg.config import Settings, load_yaml
 
 _verbose = False
 # Ray's own loggers: they set their level when ray is imported, so quieting them happens after that.
@@ -61,3 +70,48 @@ def init_ray(settings: Settings) -> None:
     else:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=level)
     quiet_ray()
+
+
+class Job(Protocol):
+    """A job config that runs itself (jobs/*.py): a strict frozen pydantic model with ``run()``."""
+
+    def run(self, settings: Settings | None = None) -> dict[str, Any]: ...
+
+
+def validation_message(err: ValidationError) -> str:
+    """The first problem of a config, on one line: where, what, and the offending value."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    return f"{where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def job_main(
+    job_type: Callable[..., Job],
+    prog: str,
+    description: str,
+    argv: list[str] | None = None,
+    default_config: Path | None = None,
+) -> int:
+    """The entry point of every `python -m jobs.<name> --config FILE` (and of `ray job submit`): bad input is
+    one line on stderr and exit 2, any other failure one line and exit 1 (RARE_ECG_DEBUG=1: the
+    traceback); the JSON summary is the last stdout line."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", type=Path, default=default_config, required=default_config is None)
+    parser.add_argument("--verbose", action="store_true", help="show Ray's, MLflow's and the exporter's logs")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        summary = job_type(**load_yaml(args.config)).run()
+    except ValidationError as err:
+        print(f"rare-ecg: error: {args.config}: {validation_message(err)}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        print(f"rare-ecg: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if os.environ.get("RARE_ECG_DEBUG"):
+            raise
+        print(f"rare-ecg: error: {type(err).__name__}: {' '.join(str(err).split())[:500]}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, default=str))
+    return 0

@@ -141,7 +141,7 @@ def test_the_job_module_and_the_cli_make_the_same_records(tmp_path: Path) -> Non
     )  # fmt: skip
     assert job.returncode == 2
     errors = [line for line in job.stderr.splitlines() if line.startswith("rare-ecg: error:")]
-    assert errors == [f"rare-ecg: error: {bad}: layuot: Extra inputs are not permitted"]
+    assert errors == [f"rare-ecg: error: {bad}: layuot: Extra inputs are not permitted (got 'ptbxl')"]
 
 
 @pytest.mark.parametrize(

@@ -68,5 +68,5 @@ def test_cli_and_job_entrypoint_exit_2_with_one_line(tmp_path: Path) -> None:
     result = _cli(["-m", "jobs.pretrain", "--config", str(config)], tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "rare-ecg: error: epochz: Extra inputs are not permitted (got 3)"
+        f"rare-ecg: error: {config}: epochz: Extra inputs are not permitted (got 3)"
     ]
