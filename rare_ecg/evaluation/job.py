@@ -1,14 +1,13 @@
 """The evaluation job: a registered classifier on one split of the lake -> subgroup_metrics (one atomic,
 idempotent commit), the same numbers on the model's MLflow run with a JSON artifact, and a summary.
 
-The run id is a function of the model version, the split and the pinned table versions, so running the
-same model on the same split of the same lake again finds its commit and adds nothing.
+The run id is a function of the model version, the split and the lake content at the pinned table versions
+(rare_ecg.lake.paths.content_id), so running the same model on the same split of the same data again finds
+its commit and adds nothing, even after an idempotent re-ingest moved the version numbers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ from rare_ecg.evaluation.localization import split_localization
 from rare_ecg.evaluation.metrics_rows import metric_rows, metrics_table
 from rare_ecg.evaluation.predict import SplitPredictions, split_predictions
 from rare_ecg.lake import commit
-from rare_ecg.lake.paths import normalize_lake
+from rare_ecg.lake.paths import content_id, normalize_lake
 from rare_ecg.lake.schema import ECG_ANNOTATIONS, SUBGROUP_METRICS
 from rare_ecg.metrics import LabelSets, age_mae, common_rare_gap, macro_metric, per_label_metrics, sex_auroc
 from rare_ecg.registry import load_model
@@ -55,9 +54,8 @@ def check_vocabulary(labels: tuple[str, ...], uri: str) -> None:
         )
 
 
-def evaluation_run_id(name: str, version: str, split: str, versions: dict[str, int]) -> str:
-    digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{name}-v{version}-{split}-{digest}"
+def evaluation_run_id(name: str, version: str, split: str, lake: str, versions: dict[str, int]) -> str:
+    return f"{name}-v{version}-{split}-{content_id(lake, versions)[:10]}"
 
 
 def summarize(sp: SplitPredictions, sets: LabelSets, rows: list[dict]) -> dict[str, Any]:
@@ -133,7 +131,7 @@ def run_evaluate_job(cfg: EvaluateConfig, settings: Settings) -> dict[str, Any]:
             }
         )
     name, version = str(metadata["registered_name"]), str(metadata["registered_version"])
-    run_id = evaluation_run_id(name, version, cfg.split, versions)
+    run_id = evaluation_run_id(name, version, cfg.split, lake, versions)
     table = metrics_table(rows, run_id=run_id, model_version=version, cohort=f"split={cfg.split}")
     summary = {
         "run_id": run_id,

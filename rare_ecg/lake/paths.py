@@ -75,3 +75,20 @@ def filesystem(uri: str, options: dict[str, str] | None = None) -> tuple[pafs.Fi
         kwargs["scheme"], kwargs["endpoint_override"] = scheme, rest
     path = uri.split("://", 1)[1]
     return pafs.S3FileSystem(**kwargs), path
+
+
+def content_id(lake: str | Path, versions: dict[str, int]) -> str:
+    """A digest of the data files that pinned table versions hold: a commit that adds no data (a re-run of
+    an idempotent ingest) moves a version number but keeps this id, so jobs keyed on it do not redo work."""
+    import hashlib
+    import json
+
+    from deltalake import DeltaTable
+
+    digest = hashlib.sha256()
+    for table in sorted(versions):
+        uri = table_uri(lake, table)
+        dt = DeltaTable(uri, versions[table], storage_options())
+        files = sorted(f.removeprefix(uri) for f in dt.file_uris())
+        digest.update(json.dumps([table, files]).encode())
+    return digest.hexdigest()[:16]

@@ -9,8 +9,6 @@ shard in batches (`get_dataset_shard`), so no process ever holds the whole table
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -20,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rare_ecg.lake.paths import storage_options, table_uri
+from rare_ecg.lake.paths import content_id, storage_options, table_uri
 from rare_ecg.lake.schema import ECG_RECORDS, ECG_WAVEFORMS
 from rare_ecg.model.config import MEASUREMENTS
 from rare_ecg.model.inputs import window_beat_positions
@@ -52,16 +50,8 @@ class LakeSnapshot:
         return list(DeltaTable(self.uri(table), self.versions[table], storage_options()).file_uris())
 
     def content_id(self) -> str:
-        """A digest of the data files the pinned versions hold: a commit that adds no data (a re-run
-        of an idempotent ingest) moves the version but keeps the content, and so this id."""
-        from deltalake import DeltaTable
-
-        digest = hashlib.sha256()
-        for table in sorted(self.versions):
-            dt = DeltaTable(self.uri(table), self.versions[table], storage_options())
-            files = sorted(uri.removeprefix(self.uri(table)) for uri in dt.file_uris())
-            digest.update(json.dumps([table, files]).encode())
-        return digest.hexdigest()[:16]
+        """A digest of the data files the pinned versions hold (rare_ecg.lake.paths.content_id)."""
+        return content_id(self.lake, self.versions)
 
     def read(self, table: str, columns: list[str]) -> pl.DataFrame:
         return pl.read_delta(

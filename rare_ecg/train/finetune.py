@@ -78,11 +78,13 @@ class FinetunePlan:
     windows: dict[str, int]  # split -> 10 s windows
 
 
-def _hash(cfg: FinetuneConfig, versions: dict[str, int], encoder: dict[str, Any] | None) -> str:
+def _hash(cfg: FinetuneConfig, content_id: str, encoder: dict[str, Any] | None) -> str:
+    """The job's identity: its config, the encoder, and the lake content it reads (not the version numbers:
+    an idempotent re-ingest moves them without changing the data, and must not retrain)."""
     payload = cfg.model_dump(
         mode="json", exclude={"run_name", "storage_path", "register_model", "experiment"}
     )
-    payload["table_versions"] = versions
+    payload["lake_content"] = content_id
     payload["encoder_version"] = encoder and encoder["version"]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -213,7 +215,7 @@ def plan_finetuning(cfg: FinetuneConfig, settings: Settings) -> FinetunePlan:
             f"{cfg.workers} workers x {cfg.cpus_per_worker} CPUs (+{DATA_CPUS} for data feeding) do not fit "
             f"the cluster's {cpus:g} CPUs; lower workers or cpus_per_worker"
         )
-    hashed = _hash(cfg, snapshot.versions, encoder)
+    hashed = _hash(cfg, snapshot.content_id(), encoder)
     pp = snapshot.read(ECG_WAVEFORMS, ["preprocessing_version"])["preprocessing_version"].unique().to_list()
     spec = LoopSpec(
         mode=FINETUNE,
