@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from rare_ecg.model.network import EcgModel, Outputs
-from rare_ecg.model.objectives import patch_to_samples, shifted_patch_masks
+from rare_ecg.model.objectives import anomaly_round_masks, patch_to_samples
 from rare_ecg.model.scores import (
     Evidence,
     beat_deviation,
@@ -34,15 +34,15 @@ def hidden_reconstruction(
     beat_phase: torch.Tensor | None = None,  # (B, 2, N)
     beat_neighbours: torch.Tensor | None = None,  # (B, 2, N)
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K shifted mask rounds, each hiding every K-th patch from the global view and the beat window
-    alike (one mask per round). Returns (x_hat - x)^2 and s (B, C, N), each point from the round that
-    hid it: the rounds partition the patches, so no point is ever scored from a view that showed it."""
+    """K mask rounds (objectives.anomaly_round_masks: every K-th beat's patches, or every K-th patch
+    without R peaks), each hiding its patches from the global view and the beat window alike. Returns
+    (x_hat - x)^2 and s (B, C, N), each point from the round that hid it: the rounds partition the
+    patches, so no point is ever scored from a view that showed it."""
     cfg = model.cfg
     b, c, n = x.shape
     k = cfg.anomaly_rounds
-    hidden = patch_to_samples(shifted_patch_masks(cfg.n_patches, k).to(x.device), cfg.patch_len)  # (K, N)
-    # Broadcast against the batch (not repeat_interleave) so the exported graph keeps a dynamic batch.
-    hidden_f = (hidden.to(x.dtype)[:, None, :] * torch.ones_like(x[:, 0])[None]).reshape(-1, n)  # (K * B, N)
+    rounds = anomaly_round_masks(beat_phase, b, cfg.n_patches, cfg.patch_len, k).to(x.device)  # (K, B, P)
+    hidden_f = patch_to_samples(rounds.reshape(k * b, -1), cfg.patch_len).to(x.dtype)  # (K * B, N)
     xk = x.repeat(k, 1, 1)  # (K * B, C, N)
     phase = None if beat_phase is None else beat_phase.repeat(k, 1, 1)
     neighbours = None if beat_neighbours is None else beat_neighbours.repeat(k, 1, 1)
@@ -77,7 +77,7 @@ def anomaly_map(
         log_var=s * lm[:, :, None],
         beat_dev=dev * lm[:, :, None],
         lead_mask=lm,
-        embedding=out.embedding,
+        embedding=out.knn_embedding,
         age_pred=out.age,
     )
     score = candidate_score(ev, cfg.record_score, cfg, model.reference)

@@ -74,8 +74,11 @@ def age_mae(model: EcgModel, data: Batch) -> float:
 
 
 @torch.no_grad()
-def embed(model: EcgModel, data: Batch, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled embeddings (R, 3 * D) and predicted ages (R,) of clean (unmasked) records."""
+def embed(
+    model: EcgModel, data: Batch, batch_size: int = 64, knn: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled embeddings (R, 3 * D; with ``knn`` the kNN score's (R, 4 * D)) and predicted ages (R,) of
+    clean (unmasked) records."""
     was_training = model.training
     model.eval()
     zs, ages = [], []
@@ -83,7 +86,7 @@ def embed(model: EcgModel, data: Batch, batch_size: int = 64) -> tuple[np.ndarra
         rows = data.subset(np.arange(start, min(len(data), start + batch_size)))
         x, lead_mask, beat_start, phase, neighbours = rows.inputs(model.cfg).torch()
         out = model(x, lead_mask, beat_start, phase, beat_neighbours=neighbours)
-        zs.append(out.embedding.numpy())
+        zs.append((out.knn_embedding if knn else out.embedding).numpy())
         ages.append(out.age.numpy())
     model.train(was_training)
     return np.concatenate(zs), np.concatenate(ages)
@@ -203,7 +206,7 @@ def with_reference_set(model: EcgModel, train: Batch) -> EcgModel:
     ref = train if train.normal is None else train.subset(np.flatnonzero(train.normal))
     if len(ref) == 0:
         raise ValueError("no reference records: the training set has no normal record")
-    z, _ = embed(model, ref)
+    z, _ = embed(model, ref, knn=True)
     out = with_references(model, torch.from_numpy(z))
     out.eval()
     return out

@@ -83,7 +83,10 @@ class Outputs:
     beat_log_var: torch.Tensor  # (B, C, W)
     trend_hat: torch.Tensor  # (B, C, N) raw signal reconstructed from the trend and global latents
     local_tokens: torch.Tensor  # (B, W / patch_len, D) encoded beat, before fusion
-    embedding: torch.Tensor  # (B, 3 * D) pooled representation (heads, kNN score)
+    embedding: torch.Tensor  # (B, 3 * D) pooled representation (heads)
+    knn_embedding: (
+        torch.Tensor
+    )  # (B, 4 * D) the embedding and the max over the fused global tokens (kNN score)
     age: torch.Tensor  # (B,) years
     sex_logit: torch.Tensor  # (B,) logit of female
     measurements: torch.Tensor  # (B, M) hr bpm, pr / qrs / qt ms
@@ -91,7 +94,7 @@ class Outputs:
 
 
 class EcgModel(nn.Module):
-    reference: torch.Tensor  # (n_reference, 3 * D) buffer
+    reference: torch.Tensor  # (n_reference, 4 * D) buffer of knn embeddings
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -121,7 +124,7 @@ class EcgModel(nn.Module):
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
         # Embeddings of reference records (training normals) for the "knn" record score.
-        self.register_buffer("reference", torch.zeros(cfg.n_reference, 3 * d))
+        self.register_buffer("reference", torch.zeros(cfg.n_reference, 4 * d))
         norms = torch.tensor([AGE_NORM, (0.0, 1.0), *MEASUREMENT_NORMS[: cfg.n_measurements]])
         self.register_buffer("attr_centre", norms[:, 0].clone(), persistent=False)
         self.register_buffer("attr_scale", norms[:, 1].clone(), persistent=False)
@@ -269,6 +272,9 @@ class EcgModel(nn.Module):
         beat_hat = beat_hat + extract_beat(prior, beat_start, cfg.beat_len)
 
         z = self.ln_repr(torch.cat([g_local.mean(1), local_g.mean(1), g_trend.mean(1)], dim=-1))  # (B, 3D)
+        # The kNN score also sees the most extreme global token: one abnormal complex changes a few of
+        # the P tokens and barely moves their mean (measured on synthetic twins: tests/model/test_model_scores).
+        peak = F.layer_norm(g_local.amax(1), (cfg.d_model,))
         attrs = self.attr_centre + self.attr_scale * self.attribute_head(z)
         logits = self.classifier(z) if self.classifier is not None else z.new_zeros(z.shape[0], 0)
         return Outputs(
@@ -281,6 +287,7 @@ class EcgModel(nn.Module):
             trend_hat=unpatchify(self.trend_head(g_trend), cfg.n_leads),
             local_tokens=local,
             embedding=z,
+            knn_embedding=torch.cat([z, peak], dim=-1),
             age=attrs[:, 0],
             sex_logit=attrs[:, 1],
             measurements=attrs[:, 2:],
@@ -300,7 +307,8 @@ def with_labels(pretrained: EcgModel, labels: tuple[str, ...]) -> EcgModel:
 
 
 def with_references(model: EcgModel, embeddings: torch.Tensor) -> EcgModel:
-    """The same model carrying ``embeddings`` (R, 3 * D) as its reference set for the "knn" score."""
+    """The same model carrying ``embeddings`` (R, 4 * D, Outputs.knn_embedding) as its reference set for
+    the "knn" score."""
     cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "n_reference": int(embeddings.shape[0])})
     out = EcgModel(cfg)
     state = {k: v for k, v in model.state_dict().items() if k != "reference"}

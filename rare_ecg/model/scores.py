@@ -5,8 +5,8 @@ Per-point maps, each point taken from the anomaly-map round that hid it (rare_ec
 ``log_var`` s; and ``beat_dev``, the squared deviation of each sample from its R-aligned twins in the
 neighbouring beats (no learning: the baseline every learned score must beat). Each map is smoothed and
 aggregated by the mean of its largest ``score_top_fraction`` points (``_top``) or its plain mean
-(``_mean``). Record-level candidates: ``knn``, the mean distance of the pooled embedding to its k nearest
-reference embeddings (stored with the model), and ``age_gap``, predicted minus recorded age (it reads
+(``_mean``). Record-level candidates: ``knn``, the mean distance of the pooled embedding (with the max over the global
+tokens) to its k nearest reference embeddings (stored with the model), and ``age_gap``, predicted minus recorded age (it reads
 the recorded age: never the label-free default). Higher always means more abnormal.
 """
 
@@ -32,7 +32,7 @@ class Evidence:
     log_var: torch.Tensor  # (B, C, N) s from the same round
     beat_dev: torch.Tensor  # (B, C, N) beat_deviation
     lead_mask: torch.Tensor  # (B, C) float, 1 where present
-    embedding: torch.Tensor  # (B, 3 * D)
+    embedding: torch.Tensor  # (B, 4 * D) Outputs.knn_embedding
     age_pred: torch.Tensor  # (B,) years
 
 

@@ -10,13 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from rare_ecg.model.config import ModelConfig
+from rare_ecg.model.inputs import model_inputs
 from rare_ecg.model.objectives import (
     ClassifierLoss,
+    anomaly_round_masks,
     asymmetric_loss,
     attribute_losses,
     classification_loss,
     extract_beat,
     heteroscedastic_nll,
+    patch_to_samples,
     random_patch_mask,
     random_span_mask,
     shifted_patch_masks,
@@ -189,3 +192,27 @@ def test_asymmetric_loss_without_focusing_or_clip_is_bce_and_bce_is_the_baseline
     assert neg_only / bce_neg < 0.5 * (pos_only / bce_pos)
     with pytest.raises(ValueError, match="kind"):
         ClassifierLoss(kind="focal")  # type: ignore[arg-type]
+
+
+def test_anomaly_rounds_by_beat_never_hide_a_sample_with_its_twins() -> None:
+    """At 0.96 s RR (a multiple of 3 patches) shifted masks hide samples together with both R-aligned
+    twins, so the beat copy has nothing to read there; rounds by beat keep every interior twin visible."""
+    cfg = ModelConfig()
+    peaks = np.arange(40, cfg.n_samples, 96)
+    inputs = model_inputs(np.zeros((1, 12, cfg.n_samples), np.float32), np.ones((1, 12), bool), [peaks], cfg)
+    phase, nb = torch.from_numpy(inputs.beat_phase), torch.from_numpy(inputs.beat_neighbours)[0]
+    own = torch.arange(cfg.n_samples)
+    interior = (nb[0] != own) & (nb[1] != own) & (nb[0] != nb[1])
+
+    def twins_hidden(rounds: torch.Tensor) -> int:  # (K, N) sample masks
+        return int(sum(((h & h[nb[0]] & h[nb[1]]) & interior).sum() for h in rounds))
+
+    by_beat = anomaly_round_masks(phase, 1, cfg.n_patches, cfg.patch_len, cfg.anomaly_rounds)[:, 0]
+    assert (by_beat.sum(0) == 1).all()  # still a partition of the patches
+    shifted = shifted_patch_masks(cfg.n_patches, cfg.anomaly_rounds)
+    assert twins_hidden(patch_to_samples(shifted, cfg.patch_len)) > 100
+    assert twins_hidden(patch_to_samples(by_beat, cfg.patch_len)) < 0.02 * cfg.n_samples
+    # Without R peaks (or fewer than K), the shifted masks.
+    assert torch.equal(anomaly_round_masks(None, 2, 125, 8, 3)[:, 1], shifted)
+    flat = torch.full((1, 2, cfg.n_samples), 1.0)
+    assert torch.equal(anomaly_round_masks(flat, 1, 125, 8, 3)[:, 0], shifted)

@@ -35,7 +35,7 @@ def test_onnx_runtime_matches_pytorch_at_any_batch_size(
         }
     )
     model = EcgModel(cfg)
-    model = with_references(model, torch.randn(7, 3 * cfg.d_model))  # the knn buffer travels too
+    model = with_references(model, torch.randn(7, 4 * cfg.d_model))  # the knn buffer travels too
     cfg = model.cfg
     model.eval()
     path = export_onnx(model, tmp_path / "model.onnx")

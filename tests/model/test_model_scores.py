@@ -32,36 +32,56 @@ def _twins(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _pretrained(
+    cfg: ModelConfig, train: Batch, rng: np.random.Generator, synthetic_ecgs: Callable[..., Any]
+) -> EcgModel:
+    val_x = synthetic_ecgs(rng, 16).signal
+    validation = Batch(
+        val_x, np.ones((16, 12), bool), r_peaks(val_x), age=rng.uniform(30, 80, 16).astype(np.float32)
+    )
+    settings = LoopSettings(max_steps=80, batch_size=16, lr=3e-3, warmup_steps=10, eval_every=40)
+    return with_reference_set(pretrain_loop(EcgModel(cfg), train, validation, settings).model, train)
+
+
 @pytest.mark.timeout(900)
-def test_every_candidate_ranks_an_injected_abnormal_span_above_its_clean_twin(
-    synthetic_ecgs: Callable[..., Any], tiny_config: ModelConfig
+@pytest.mark.parametrize("beat_copy", [True, False], ids=["default", "no_copy_prior"])
+def test_every_ecg_candidate_ranks_an_injected_abnormal_span_above_its_clean_twin(
+    synthetic_ecgs: Callable[..., Any], tiny_config: ModelConfig, beat_copy: bool
 ) -> None:
-    # Without the copy prior: with it, the reconstruction errors of a short run are the copy's, and the
-    # beat-to-beat deviation is tested on its own below.
-    cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "labels": (), "beat_copy": False})
+    """After a short run (80 steps), each ECG-only candidate scores the twin with one wide ectopic
+    complex above its clean original in most of 12 pairs, with the default network (the copy prior)
+    and without it (where the network still predicts about zero, so its errors are the signal's
+    energy: a weaker claim). Two fixes made this hold with the prior: the anomaly-map rounds hid a
+    hidden sample's twins too whenever the RR interval was near a multiple of 3 patches, so a clean
+    record's largest errors were its heart rate's (rounds now go by beat:
+    objectives.anomaly_round_masks); and the kNN embedding was a mean over 125 tokens that one complex
+    barely moves (now with the max over the global tokens). Win rates with the prior, on this draw:
+    raw/weighted/nll/beat_dev 0.92-1.0, log_var_top 0.67, log_var_mean 0.58, knn 0.58 (on another
+    draw, before -> after the fixes: weighted_top and nll_top 0.75 -> 1.0, raw_top 0.67 -> 0.75,
+    log_var_top 0.58 -> 0.75, knn 0.50 -> 0.83). Without the prior: knn 1.0, the errors 0.75-1.0, the
+    log-variance 0.5-0.67: s is predicted from visible context and neither the span nor a copy of it
+    is visible, so it is not asserted there. ``age_gap`` (predicted minus recorded age) is not among
+    them: an ectopic complex has no reason to make an ECG look older and these records carry no age
+    (it ranked twins at chance, 0.5-0.67); what it is for, an ECG that looks older than its recorded
+    age, needs records whose ECG carries age: not tested here."""
+    cfg = ModelConfig.from_dict({**tiny_config.to_dict(), "labels": (), "beat_copy": beat_copy})
     rng = np.random.default_rng(0)
     train_x = synthetic_ecgs(rng, 96).signal
-    train = Batch(
-        train_x, np.ones((96, 12), bool), r_peaks(train_x), age=rng.uniform(30, 80, 96).astype(np.float32)
-    )
-    val_x = synthetic_ecgs(rng, 16).signal
-    validation = Batch(val_x, np.ones((16, 12), bool), r_peaks(val_x))
-    settings = LoopSettings(max_steps=80, batch_size=16, lr=3e-3, warmup_steps=10, eval_every=40)
-    model = with_reference_set(pretrain_loop(EcgModel(cfg), train, validation, settings).model, train)
+    train = Batch(train_x, np.ones((96, 12), bool), r_peaks(train_x))
+    model = _pretrained(cfg, train, rng, synthetic_ecgs)
 
     clean = synthetic_ecgs(rng, 12).signal
     twins = _twins(clean, rng)
     both = np.concatenate([clean, twins])
-    ages = np.full(24, 60.0, dtype=np.float32)  # the twins share the recorded age
-    scores = record_candidates(model, Batch(both, np.ones((24, 12), bool), r_peaks(both), age=ages))
-    assert set(scores) == set(SCORE_CANDIDATES)
+    scores = record_candidates(model, Batch(both, np.ones((24, 12), bool), r_peaks(both)))
+    assert set(scores) == set(ECG_ONLY)  # no recorded age: no age_gap
     wins = {name: float(np.mean(s[12:] > s[:12])) for name, s in scores.items()}
-    # The beat-to-beat deviation (no learning) sees the span in every pair; the mean reconstruction
-    # errors in most. Measured and not asserted (benchmarks/README.md): top-1% and log-variance
-    # candidates after a short run, knn (4 of 12 pairs) and age_gap (it does not read the span at all).
-    assert wins["beat_dev_mean"] == 1.0, wins
-    for name in ("raw_mean", "weighted_mean", "nll_mean", "beat_dev_top"):
-        assert wins[name] > 0.5, (name, wins)
+    # Without the prior the log-variance cannot see the span: s is predicted from visible context only,
+    # and with neither the span nor a copy of it visible the short run's s is the same for both twins.
+    exempt = () if beat_copy else ("log_var_top", "log_var_mean")
+    losing = {name: w for name, w in wins.items() if w <= 0.5 and name not in exempt}
+    assert not losing, f"candidates at or below chance {losing}; all win rates {wins}"
+    assert wins["beat_dev_mean"] == 1.0 and wins["raw_mean"] == 1.0, wins
 
 
 def test_top_aggregation_ignores_absent_leads_and_knn_is_the_mean_distance_to_the_nearest() -> None:
