@@ -10,6 +10,7 @@ because the lake already holds the same record with the same checksum.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -58,6 +59,14 @@ JOB = "ingest"
 # Commit order: the records table last, so a record visible there has its labels and waveform.
 COMMIT_ORDER = (ECG_REJECTS, ECG_LABELS, ECG_ANNOTATIONS, ECG_WAVEFORMS, ECG_RECORDS)
 WORKER_TABLES = (ECG_RECORDS, ECG_WAVEFORMS, ECG_LABELS, ECG_ANNOTATIONS)
+
+# The listing is spooled to Parquet under the lake (readable wherever workers can write part files), one
+# run-scoped folder removed after the run: the driver holds one file's refs at a time, never the archive's.
+STAGING_PREFIX = "_ingest_listing-"
+# Refs per staged file, in worker batches: one Ray task per file, so the first files are one batch
+# each (small archives still spread over every worker) and later ones grow to at most this many batches
+# (a million records make ~1,000 files, not 15,000).
+MAX_BATCHES_PER_FILE = 16
 
 STATUS_INGESTED = "ingested"
 STATUS_REJECTED = "rejected"
@@ -343,20 +352,25 @@ def _batch_beats(pres: list[Preprocessed]) -> list[np.ndarray]:
 _PROCESSORS: dict[str, BatchProcessor] = {}
 
 
-def process_batch(batch: pa.Table, *, run_key: str, **kwargs: Any) -> pa.Table:
-    """The Ray Data task function. Ray tasks reuse worker processes, so each process builds its
-    BatchProcessor (and its reader's lazy caches) once per run; an actor pool would do the same but
-    costs about 8 s of start-up per run on a small machine."""
+def process_staged(files: pa.Table, *, run_key: str, batch_size: int, **kwargs: Any) -> pa.Table:
+    """The Ray Data task function: staged listing files (URIs in ``files``, one per task), read here on
+    the worker and processed in batches of ``batch_size`` refs. Ray tasks reuse worker processes, so each
+    process builds its BatchProcessor (and its reader's lazy caches) once per run; an actor pool would do
+    the same but costs about 8 s of start-up per run on a small machine."""
     proc = _PROCESSORS.get(run_key)
     if proc is None:
         _PROCESSORS.clear()
         proc = _PROCESSORS[run_key] = BatchProcessor(**kwargs)
-    return proc(batch)
+    outs: list[pa.Table] = []
+    for uri in files.column("uri").to_pylist():
+        fs, path = filesystem(uri, proc.storage)
+        refs = pq.read_table(path, filesystem=fs)
+        outs.extend(proc(refs.slice(i, batch_size)) for i in range(0, refs.num_rows, batch_size))
+    return pa.concat_tables(outs) if outs else OUTCOME_SCHEMA.empty_table()
 
 
 def _ref_chunks(reader: ArchiveReader, chunk: int) -> Iterator[pa.Table]:
-    """Refs as Arrow tables of ``chunk`` rows: one Ray Data block per worker batch, so every worker gets
-    work (a single large block would be processed by one task, serially)."""
+    """Refs as Arrow tables of ``chunk`` rows (one worker batch each), as list_refs streams them."""
     paths: list[str] = []
     metas: list[str] = []
     keys: list[str | None] = []
@@ -369,6 +383,95 @@ def _ref_chunks(reader: ArchiveReader, chunk: int) -> Iterator[pa.Table]:
             paths, metas, keys = [], [], []
     if paths:
         yield pa.table({"source_path": paths, "meta": metas, "key": pa.array(keys, pa.string())})
+
+
+def _spool_listing(reader: ArchiveReader, staging: str, batch_size: int) -> tuple[int, list[str]]:
+    """Write the archive's refs as Parquet files under the ``staging`` URI while list_refs streams them;
+    returns how many refs there were and the files' URIs (one per ~64-1,024 refs)."""
+    fs, folder = filesystem(staging)
+    fs.create_dir(folder, recursive=True)
+    total = 0
+    staged: list[str] = []
+    pending: list[pa.Table] = []
+
+    def flush() -> None:
+        nonlocal total, pending
+        table = pa.concat_tables(pending)
+        name = f"refs-{len(staged):08d}.parquet"
+        pq.write_table(table, f"{folder}/{name}", filesystem=fs)
+        staged.append(f"{staging}/{name}")
+        total, pending = total + table.num_rows, []
+
+    for chunk in _ref_chunks(reader, batch_size):
+        pending.append(chunk)
+        if len(pending) >= min(MAX_BATCHES_PER_FILE, 1 + len(staged) // 16):
+            flush()
+    if pending:
+        flush()
+    return total, staged
+
+
+def _process(
+    opts: IngestOptions,
+    reader: ArchiveReader,
+    lake: str,
+    known: KnownState,
+    staged: list[str],
+    total: int,
+    t0: float,
+    progress: Callable[[int, int, float], None] | None,
+) -> tuple[list[pa.Table], dict[int, str]]:
+    """Run the worker batches over the staged listing. Returns the outcome tables (the files column
+    dropped, batch keys replaced by small batch numbers) and each batch's part files as JSON."""
+    import ray
+
+    settings = Settings()
+    if not ray.is_initialized():  # never a bare ray.init(): it may join someone else's cluster
+        init_ray(settings)
+    # joined by address, or more than one node: workers may not share the driver's environment
+    secret = identity.patient_secret(on_cluster=bool(settings.ray_address) or len(ray.nodes()) > 1)
+    n_workers = opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # one block per staged file, read by the task that processes it (Ray's own Parquet reader may merge
+    # small files into one block, which one task would then process serially)
+    ds = ray.data.from_items([{"uri": uri} for uri in staged], override_num_blocks=len(staged)).map_batches(
+        cast(Any, process_staged),  # Ray's stub does not model keyword-only fn_kwargs
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.TaskPoolStrategy(size=n_workers),
+        num_cpus=opts.cpus_per_worker,
+        fn_kwargs={
+            "run_key": f"{opts.run_id}-{uuid.uuid4().hex}",
+            "batch_size": opts.batch_size,
+            "reader": reader,
+            "source": opts.source or opts.layout,
+            "lake": lake,
+            "run_id": opts.run_id,
+            "model_fs_hz": opts.model_fs_hz,
+            "notch_hz": opts.notch_hz,
+            "known": known,
+            "ingested_at": datetime.now(UTC),
+            "secret": secret,
+            "storage": identity.Secret(json.dumps(storage_options() or {}).encode()),
+        },
+    )
+    outcomes: list[pa.Table] = []
+    blobs: dict[int, str] = {}
+    done = 0
+    for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        assert isinstance(out, pa.Table)
+        # a result block may hold several worker batches: one part-file blob per batch key
+        keys = out.column("batch_key")
+        numbers: dict[str, int] = {}
+        for key, blob in zip(keys.to_pylist(), out.column("files").to_pylist(), strict=True):
+            if blob is not None:
+                numbers[key] = len(blobs)
+                blobs[len(blobs)] = blob
+        index = pa.array([numbers[k] for k in keys.to_pylist()], pa.int32())
+        outcomes.append(out.drop_columns(["files"]).set_column(0, "batch_key", index))
+        done += out.num_rows
+        if progress is not None:
+            progress(done, total, time.perf_counter() - t0)
+    return outcomes, blobs
 
 
 def _drop_records_from_files(
@@ -410,8 +513,6 @@ def run_ingest(
     ``before_commit(table_name)`` runs just before each table's commit (tests kill runs there).
     ``progress(done, total, seconds)`` is called as record outcomes arrive.
     """
-    import ray
-
     from rare_ecg.archive import open_archive
 
     t0 = time.perf_counter()
@@ -424,54 +525,26 @@ def run_ingest(
         log.info("run %s already committed to %s: nothing to do", opts.run_id, lake)
         return summary
 
-    chunks = list(_ref_chunks(reader, opts.batch_size))
-    total = sum(c.num_rows for c in chunks)
-    summary.records_in = total
-    log.info("listed %d records in %s (%s layout)", total, opts.archive, opts.layout)
-    known = load_known_state(lake)
-    outcomes: list[pa.Table] = []
-    if total:
-        settings = Settings()
-        if not ray.is_initialized():  # never a bare ray.init(): it may join someone else's cluster
-            init_ray(settings)
-        # joined by address, or more than one node: workers may not share the driver's environment
-        secret = identity.patient_secret(on_cluster=bool(settings.ray_address) or len(ray.nodes()) > 1)
-        n_workers = opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ds = ray.data.from_arrow(chunks).map_batches(
-            cast(Any, process_batch),  # Ray's stub does not model keyword-only fn_kwargs
-            batch_size=opts.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.TaskPoolStrategy(size=n_workers),
-            num_cpus=opts.cpus_per_worker,
-            fn_kwargs={
-                "run_key": f"{opts.run_id}-{uuid.uuid4().hex}",
-                "reader": reader,
-                "source": opts.source or opts.layout,
-                "lake": lake,
-                "run_id": opts.run_id,
-                "model_fs_hz": opts.model_fs_hz,
-                "notch_hz": opts.notch_hz,
-                "known": known,
-                "ingested_at": datetime.now(UTC),
-                "secret": secret,
-                "storage": identity.Secret(json.dumps(storage_options() or {}).encode()),
-            },
+    staging = f"{lake}/{STAGING_PREFIX}{opts.run_id}-{uuid.uuid4().hex[:8]}"
+    try:
+        total, staged = _spool_listing(reader, staging, opts.batch_size)
+        summary.records_in = total
+        log.info("listed %d records in %s (%s layout)", total, opts.archive, opts.layout)
+        known = load_known_state(lake)
+        outcomes, blobs = (
+            _process(opts, reader, lake, known, staged, total, t0, progress) if total else ([], {})
         )
-        done = 0
-        for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            assert isinstance(out, pa.Table)
-            outcomes.append(out)
-            done += out.num_rows
-            if progress is not None:
-                progress(done, total, time.perf_counter() - t0)
-    result = pa.concat_tables(outcomes) if outcomes else OUTCOME_SCHEMA.empty_table()
-    _finish(result, opts, lake, known, summary, before_commit)
+    finally:
+        fs, folder = filesystem(staging)
+        with contextlib.suppress(FileNotFoundError):
+            fs.delete_dir(folder)
+    _finish(outcomes, blobs, opts, lake, known, summary, before_commit)
     summary.seconds = time.perf_counter() - t0
     summary.records_per_s = total / summary.seconds if summary.seconds > 0 else 0.0
     return summary
 
 
-def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, set[str]]]:
+def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[int, set[str]]]:
     """In-run duplicates (the same signal under several paths) become rejects. The smallest path wins,
     whatever order the workers finished in, so a re-run makes the same choice. Returns the updated
     outcomes and, per batch, the record ids whose rows must leave that batch's part files."""
@@ -501,7 +574,7 @@ def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[str,
         )
         .drop("first_path")
     )
-    by_batch: dict[str, set[str]] = defaultdict(set)
+    by_batch: dict[int, set[str]] = defaultdict(set)
     for rid, key in losers.select("record_id", "batch_key").iter_rows():
         by_batch[key].add(rid)
     return outcomes, by_batch
@@ -599,7 +672,7 @@ def _commit_all(
         updates = _late_conflicts(outcomes, lake, version)
         outcomes = _apply_updates(outcomes, updates)
         if version != checked or attempt == 1:
-            drop: dict[str, set[str]] = defaultdict(set)
+            drop: dict[int, set[str]] = defaultdict(set)
             for rid, key in (
                 updates.filter(pl.col("dup_in_lake").not_()).select("record_id", "batch_key").iter_rows()
             ):
@@ -678,7 +751,7 @@ def _commit_all(
 
 def _drop_late(
     files: dict[str, list[commit.PartFile]],
-    drop: dict[str, set[str]],
+    drop: dict[int, set[str]],
     lake: str,
     run_id: str,
     committed: set[str],
@@ -710,7 +783,8 @@ def _file_has_records(lake: str, table_name: str, f: commit.PartFile, ids: set[s
 
 
 def _finish(
-    result: pa.Table,
+    results: list[pa.Table],
+    blobs: dict[int, str],
     opts: IngestOptions,
     lake: str,
     known: KnownState,
@@ -720,13 +794,12 @@ def _finish(
     """Driver side, after every worker batch: duplicates, rejects, the commits, then the summary.
     Works on the outcome table with polars (no per-record Python objects: millions of rows fit)."""
     files: dict[str, list[commit.PartFile]] = defaultdict(list)
-    blobs = result.filter(pa.compute.is_valid(result.column("files"))).select(["batch_key", "files"])
-    outcomes = pl.from_arrow(result.drop_columns(["files"]))
+    table = pa.concat_tables(results) if results else OUTCOME_SCHEMA.empty_table().drop_columns(["files"])
+    outcomes = pl.from_arrow(table.cast(table.schema.set(0, pa.field("batch_key", pa.int32()))))
     assert isinstance(outcomes, pl.DataFrame)
+    del table, results[:]  # the driver holds the outcomes once
     outcomes, losers = _resolve_duplicates(outcomes)
-    for key, blob in zip(
-        blobs.column("batch_key").to_pylist(), blobs.column("files").to_pylist(), strict=True
-    ):
+    for key, blob in blobs.items():
         for table_name, rows in json.loads(blob).items():
             part_files = [commit.PartFile.from_row(r) for r in rows]
             if key in losers:
