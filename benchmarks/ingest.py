@@ -1,6 +1,6 @@
 """Ingestion throughput and memory against a naive baseline, in the same run.
 
-    python -m benchmarks.ingest [--quick] [--worker-cost]
+    python -m benchmarks.ingest [--quick] [--worker-cost] [--memory --sizes 20000 100000]
 
 Builds PTB-XL-layout archives of N records (the 250 real records of ../shared/data under new names, each
 changed in one sample so every copy is its own ECG), then for each rate (100 and 500 Hz) and N:
@@ -10,6 +10,9 @@ changed in one sample so every copy is its own ECG), then for each rate (100 and
 Timings are whole-job wall times (ours includes listing, Ray worker start-up and the Delta commits).
 Memory: the baseline's is its process's peak RSS; ours is the peak summed RSS of the driver and every
 Ray process (raylet, GCS, workers; shared object-store pages counted once per process, so it overstates).
+--memory: synthetic cohorts of about --sizes records (rare_ecg.synth, PTB-XL layout, 100 Hz, generated
+once with 2 workers into benchmarks/.work and reused), each ingested into a fresh lake on a fresh local
+Ray; peak RSS of the driver and of the largest single Ray worker process, sampled apart.
 Last line: one JSON object. records_per_s_100hz / _500hz are the steady rates, measured as the marginal
 rate between the smallest and the largest archive ((n2 - n1) / (t2 - t1): the fixed start-up drops out),
 ratio_vs_baseline_* the same for the naive loop; whole_job_* and startup_s_* report the rest; pandas is
@@ -19,17 +22,20 @@ the version the baseline's wfdb ran with (its header parsing depends on it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import itertools
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -122,6 +128,96 @@ def ours(archive: Path, fs_hz: int, lake: Path) -> dict[str, Any]:
     }
 
 
+def synth_cohort(n: int, seed: int = 0) -> Path:
+    """A synthetic PTB-XL-layout cohort at 100 Hz of about n records (the fewest patients whose ECGs
+    reach n), generated once with 2 workers and reused from benchmarks/.work afterwards."""
+    from rare_ecg.synth.archive import generate_archive
+    from rare_ecg.synth.cohort import visit_counts
+    from rare_ecg.synth.config import SynthConfig
+    from rare_ecg.synth.layouts import SUMMARY_JSON
+
+    out = WORK / f"synth-ptbxl-100hz-{n}"
+    if (out / SUMMARY_JSON).exists():
+        return out
+    patients = int(np.searchsorted(np.cumsum(visit_counts(seed, n)), n)) + 1
+    config = SynthConfig(out=out, patients=patients, seed=seed, fs_hz=100, workers=2)
+    generate_archive(config, overwrite=True)
+    return out
+
+
+class ProcessPeaks:
+    """Peak RSS of this process (the driver) and of each Ray worker process, sampled apart: a worker's
+    memory is its own, not the tree's sum (raylet and GCS are neither)."""
+
+    def __init__(self, every_s: float = 0.25) -> None:
+        self.every_s = every_s
+        self.driver_mb = 0.0
+        self.worker_mb = 0.0  # the largest any one worker process reached
+        self.workers_seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        seen: set[int] = set()
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.driver_mb = max(self.driver_mb, me.memory_info().rss / 2**20)
+            for child in me.children(recursive=True):
+                try:
+                    if not (
+                        child.name().startswith("ray::") or "default_worker.py" in " ".join(child.cmdline())
+                    ):
+                        continue
+                    self.worker_mb = max(self.worker_mb, child.memory_info().rss / 2**20)
+                    seen.add(child.pid)
+                except psutil.Error:
+                    continue
+            self.workers_seen = len(seen)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> ProcessPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def memory_at_scale(sizes: list[int]) -> dict[str, Any]:
+    """Ingest synthetic cohorts of each size into a fresh lake (100 Hz, a fresh local Ray per size so
+    no worker carries memory from the last one); driver and per-worker peak RSS, whole-job rate."""
+    import ray
+
+    from rare_ecg.ingest.pipeline import IngestOptions, run_ingest
+
+    rows = []
+    for n in sizes:
+        archive = synth_cohort(n)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        load_before = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory(dir=WORK) as tmp, ProcessPeaks() as peaks:
+            opts = IngestOptions(archive, "ptbxl", str(Path(tmp) / "lake"), f"memory-{n}", fs_hz=100)
+            summary = run_ingest(opts)
+        ray.shutdown()
+        row = {
+            "n": summary.records_in,
+            "ingested": summary.ingested,
+            "rejected": summary.rejected,
+            "seconds": round(summary.seconds, 1),
+            "records_per_s": round(summary.records_per_s, 1),
+            "peak_driver_rss_mb": round(peaks.driver_mb),
+            "peak_worker_rss_mb": round(peaks.worker_mb),
+            "worker_processes": peaks.workers_seen,
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        }
+        print(row, flush=True)
+        rows.append(row)
+    return {"memory": rows, "machine": machine()}
+
+
 def worker_cost(archive: Path, fs_hz: int, batches: int = 6, batch_size: int = 64) -> dict[str, float]:
     """Per-record cost of one worker batch in this process (no Ray): read, validate, preprocess, beat
     positions, rows and Parquet part files, as a Ray Data task does it. Median and best over batches."""
@@ -163,7 +259,17 @@ def main() -> None:
     parser.add_argument(
         "--worker-cost", action="store_true", help="only the per-record cost of a worker batch (no Ray)"
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="driver and per-worker peak memory ingesting synthetic cohorts of --sizes records (100 Hz)",
+    )
     args = parser.parse_args()
+    if args.memory:
+        logging.basicConfig(level=logging.WARNING)
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        emit(memory_at_scale(sorted(args.sizes or [20000, 100000])))
+        return
     if args.worker_cost:
         archive = build_archive(WORK / "ptbxl-v2-1000", 1000)
         emit({f"{fs}hz": worker_cost(archive, fs) for fs in args.rates} | {"machine": machine()})
