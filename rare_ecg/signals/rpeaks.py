@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+import scipy.fft as spfft
 from scipy import signal as sps
 from scipy.ndimage import uniform_filter1d
 
@@ -40,16 +41,44 @@ def _highpass_sos(fs_hz: float) -> np.ndarray:
     return np.asarray(sps.butter(2, 1.0, btype="highpass", fs=fs_hz, output="sos"))
 
 
+@lru_cache(maxsize=64)
+def _zero_phase_gains(fs_hz: float, nfft: int) -> tuple[np.ndarray, np.ndarray]:
+    """|H(f)|^2 of the QRS band-pass and of the 1 Hz high-pass on an rfft grid of nfft points: what
+    filtering forward then backward (sosfiltfilt) applies, as one multiplication per frequency."""
+    freqs = np.fft.rfftfreq(nfft, 1.0 / fs_hz)
+
+    def gain(sos: np.ndarray) -> np.ndarray:
+        return np.abs(sps.sosfreqz(sos, worN=freqs, fs=fs_hz)[1]) ** 2
+
+    return gain(_bandpass_sos(fs_hz)), gain(_highpass_sos(fs_hz))
+
+
+def _zero_phase(x: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """(QRS band, baseline-free signal) of x along its last axis: the zero-phase filters of sosfiltfilt,
+    with its odd extension at both ends (padlen = min(n - 1, one second)), in one FFT round trip per
+    filter sharing one forward transform (sosfiltfilt's two passes cost a third of ingestion)."""
+    n = x.shape[-1]
+    pad = min(n - 1, int(fs_hz))
+    left = 2 * x[..., :1] - x[..., pad:0:-1]
+    right = 2 * x[..., -1:] - x[..., -2 : -pad - 2 : -1]
+    ext = np.concatenate([left, x, right], axis=-1)
+    nfft = spfft.next_fast_len(ext.shape[-1], real=True)
+    spectrum = spfft.rfft(ext, nfft, axis=-1)
+    band_gain, high_gain = _zero_phase_gains(fs_hz, nfft)
+    band = spfft.irfft(spectrum * band_gain, nfft, axis=-1)[..., pad : pad + n]
+    high = spfft.irfft(spectrum * high_gain, nfft, axis=-1)[..., pad : pad + n]
+    return band, high
+
+
 def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
     """np.convolve(row, ones(width) / width, mode="same") of every row along the last axis, at once
     (the same window alignment, even widths included)."""
     return np.asarray(uniform_filter1d(x, width, axis=-1, mode="constant", cval=0.0))
 
 
-def _qrs_envelope(x: np.ndarray, fs_hz: float) -> np.ndarray:
-    """(..., n_leads, n) -> (..., n): sum over leads of the integrated squared slope of the QRS band,
-    each lead scaled to its beats."""
-    band = sps.sosfiltfilt(_bandpass_sos(fs_hz), x, axis=-1, padlen=min(x.shape[-1] - 1, int(fs_hz)))
+def _qrs_envelope(band: np.ndarray, fs_hz: float) -> np.ndarray:
+    """(..., n_leads, n) QRS band -> (..., n): sum over leads of the integrated squared slope of the
+    band, each lead scaled to its beats."""
     energy = np.gradient(band, axis=-1) ** 2
     env = _moving_average(energy, max(1, round(INTEGRATION_S * fs_hz)))
     # Scale each lead by a high percentile so one large-amplitude lead cannot hide the others;
@@ -89,10 +118,10 @@ def detect_r_peaks_batch(signals: np.ndarray, fs_hz: float) -> list[np.ndarray]:
     if live.size == 0:
         return out
     x = x[live]
-    env = _qrs_envelope(x, fs_hz)
+    band, hp = _zero_phase(x, fs_hz)
+    env = _qrs_envelope(band, fs_hz)
     # Move each beat to the apex of the absolute, baseline-free signal summed over leads (the R or S
     # apex of the dominant deflection), so peaks line up with what a reader marks as R.
-    hp = sps.sosfiltfilt(_highpass_sos(fs_hz), x, axis=-1, padlen=min(n - 1, int(fs_hz)))
     sd = hp.std(axis=-1, keepdims=True)
     apex = np.abs(np.divide(hp, sd, out=np.zeros_like(hp), where=sd > 1e-12)).sum(axis=-2)
     distance = max(1, round(REFRACTORY_S * fs_hz))
