@@ -186,7 +186,7 @@ def run_cohort(
 
     settings = Settings.model_validate({"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
     common: dict[str, Any] = {"lake": str(lake), "storage_path": str(root / "runs"), "cpus_per_worker": 1.0}
-    common.update(batch_size=args.batch_size)
+    common.update(batch_size=args.batch_size, threads_per_worker=args.threads)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     log(f"{name}: pretraining the encoder ({args.pretrain_epochs} epochs)")
@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-real", action="store_true", help="leave out the real PTB-XL sample")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--d-model", type=int, default=None, help="network width (default 128, quick 32)")
+    parser.add_argument("--layers", type=int, default=None, help="encoder layers (default 3, quick 2)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the one training worker")
     args = parser.parse_args(argv)
     quick = args.quick
     args.patients = args.patients or (150 if quick else 10_000)
@@ -285,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     args.finetune_epochs = args.finetune_epochs or (2 if quick else 10)
     args.rare_threshold = args.rare_threshold or (0.05 if quick else 0.01)
     args.min_common_positives = args.min_common_positives or (5 if quick else 10)
-    sizes = (
-        {"d_model": 32, "n_layers": 2, "n_heads": 4}
-        if quick
-        else {"d_model": 128, "n_layers": 3, "n_heads": 4}
-    )
+    sizes = {
+        "d_model": args.d_model or (32 if quick else 128),
+        "n_layers": args.layers or (2 if quick else 3),
+        "n_heads": 4,
+    }
     workdir = (args.workdir or WORK / ("method_comparison_quick" if quick else "method_comparison")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
 

@@ -292,6 +292,10 @@ def _low_voltage(m: Morph, rng: np.random.Generator) -> None:
         _scale_qrs_to(m, slice(6, 12), 0.9)
 
 
+_MIN_SOKOLOW_MV = 0.2
+_MAX_VOLTAGE_GAIN = 4.0
+
+
 def sokolow_lyon_mv(t: Template, qrs_s: float) -> float:
     """S in V1 plus the larger R of V5 and V6 (mV)."""
     w = qrs_window(t, qrs_s)
@@ -303,7 +307,11 @@ def _lv_voltage(lo: float, hi: float) -> Modifier:
         qrs = _role(m.v.waves, ROLE_QRS)
         m.v.waves.vec[qrs[2]] += 0.3 * m.qrs_amp * unit([0.55, 0.05, 0.85])
         target = float(rng.uniform(lo, hi))
-        m.v.waves.vec[qrs] *= target / sokolow_lyon_mv(m.v.waves, m.v.qrs_s)
+        current = sokolow_lyon_mv(m.v.waves, m.v.qrs_s)
+        # Another modifier may have turned V1's S or V5/V6's R around (RVH with VCLVH: patient 4604 of
+        # seed 0 had 0 mV); scaling by target / ~0 would divide by zero or blow the QRS up.
+        if current > _MIN_SOKOLOW_MV:
+            m.v.waves.vec[qrs] *= min(target / current, _MAX_VOLTAGE_GAIN)
 
     return apply
 

@@ -32,6 +32,7 @@ from rare_ecg.train.loop import (
     read_checkpoint,
     train_loop_per_worker,
 )
+from rare_ecg.train.scoring_choice import attach_score
 
 DATA_CPUS = 0.5  # kept free for Ray Data's read tasks: workers taking every CPU starve them (a hang)
 RUN_NAME_TAG = "rare_ecg.run_name"
@@ -310,12 +311,16 @@ def run_pretrain_job(
         history: list[dict[str, Any]] = state["history"]
         final = history[-1]
         version = None
+        score_tags: dict[str, Any] = {}
         if cfg.register_model:
             version = _registered(run.info.run_id, int(state["epoch"]))
             if version is None:
                 model = EcgModel(p.model_cfg)
                 model.load_state_dict(state["model"])
-                version = _register(p, model, run.info.run_id, int(state["epoch"]), final)
+                # knn references from training normals; the record score chosen on validation
+                model, score_tags = attach_score(model, p.snapshot, p.plan, choose=True, seed=cfg.seed)
+                mlflow.log_params({f"score.{k}": v for k, v in score_tags.items()})
+                version = _register(p, model, run.info.run_id, int(state["epoch"]), final, score_tags)
     return {
         "run_id": run.info.run_id,
         "run_name": p.run_name,
@@ -328,13 +333,22 @@ def run_pretrain_job(
         "epochs": int(state["epoch"]),
         "resumed_from_epoch": int(history[-1]["resumed_from_epoch"]) if history else 0,
         "final": {k: round(v, 5) for k, v in epoch_metrics_for_mlflow(final).items()},
+        "record_score": score_tags.get("record_score"),
+        "record_score_validation_auroc": score_tags.get("record_score_validation_auroc"),
         "workers": cfg.workers,
         "checkpoint": result.checkpoint.path,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def _register(p: PretrainPlan, model: Any, run_id: str, epoch: int, final: dict[str, Any]) -> str:
+def _register(
+    p: PretrainPlan,
+    model: Any,
+    run_id: str,
+    epoch: int,
+    final: dict[str, Any],
+    score_tags: dict[str, Any],
+) -> str:
     lineage = {
         "lake": p.snapshot.lake,
         "table_versions": p.snapshot.versions,
@@ -359,4 +373,5 @@ def _register(p: PretrainPlan, model: Any, run_id: str, epoch: int, final: dict[
         tags["val_total"] = round(float(final["val_total"]), 5)
     if "val_inpainting_skill" in final:
         tags["inpainting_skill"] = round(float(final["val_inpainting_skill"]), 4)
+    tags.update(score_tags)
     return register_model(uri, ENCODER_NAME, tags)

@@ -436,3 +436,11 @@ def test_masks_at_100_hz_cover_the_500_hz_spans() -> None:
     for label, lead, start, end in zip(hi.label, hi.lead, hi.start, hi.end, strict=True):
         sel = (lo.label == label) & (lo.lead == lead) & (lo.start * 5 <= start) & (lo.end * 5 >= end)
         assert sel.any(), f"{label} lead {lead} [{start}, {end}) has no covering 100 Hz span"
+
+
+def test_left_ventricular_voltage_with_right_ventricular_hypertrophy_does_not_divide_by_zero() -> None:
+    """Seed 0, patient 4604 of a 10,000-patient cohort (VCLVH with RVH): its Sokolow-Lyon voltage was
+    0 mV before the LV voltage modifier scaled it, and generation failed with ZeroDivisionError."""
+    spec = RecordSpec(0, 4604, 0, "male", 84.0, frozenset({"QWAVE", "VCLVH", "SR", "IRBBB", "RVH"}), 50.0)
+    signal = synthesize(spec).signal_at(100)
+    assert np.isfinite(signal).all() and 0.1 < np.abs(signal).max() < 10.0

@@ -15,6 +15,7 @@ import psutil
 import pytest
 import torch
 
+from rare_ecg.model.config import ModelConfig
 from rare_ecg.registry import ENCODER_NAME, load_model
 from rare_ecg.train.job import LOSS_TERMS, run_pretrain_job
 from rare_ecg.train.loop import CHECKPOINT_FILE
@@ -151,3 +152,84 @@ def test_two_workers_survive_a_worker_process_killed_mid_run(train_lake: Path, t
     numbers = [m["epoch"] for m in epochs]
     assert numbers[-1] == 3 and epochs[-1]["resumed_from_epoch"] in (1, 2), numbers  # from a checkpoint
     assert all(m["samples"] > 0 for m in epochs)
+
+
+def test_registered_encoder_carries_its_reference_set_and_the_record_score_chosen_on_validation(
+    first: dict[str, Any],
+) -> None:
+    """issue 12, point 4: the knn references are the training normals' embeddings (recomputed here from
+    the lake), and the label-free score is the ECG-only candidate with the best validation AUROC; its
+    name and AUROC are tags, and the registered model's graph computes it."""
+    import numpy as np
+    import polars as pl
+
+    from rare_ecg.model.loop import embed
+    from rare_ecg.train.data import open_snapshot, split_plan
+    from rare_ecg.train.scoring_choice import labels_version, normal_flags, read_split
+
+    summary = first["summary"]
+    mv = mlflow.MlflowClient().get_model_version(ENCODER_NAME, summary["model_version"])
+    model, _ = load_model(summary["model_uri"])
+    snapshot = open_snapshot(summary["lake"], summary["table_versions"])
+    plan = split_plan(snapshot)
+    version = labels_version(summary["lake"])
+    train_ids = plan.filter(pl.col("split") == "train")["record_id"].to_list()
+    flags = normal_flags(summary["lake"], version, train_ids)
+    normals = sorted(r for r, v in zip(train_ids, flags, strict=True) if v is True)
+    assert normals and mv.tags["reference_set"] == "training normals"
+    assert int(mv.tags["reference_records"]) == len(normals) == model.cfg.n_reference
+    expected, _ = embed(model, read_split(snapshot, plan, normals, model.cfg).batch, knn=True)
+    assert np.allclose(model.reference.numpy(), expected, atol=1e-5)
+
+    assert mv.tags["record_score"] == model.cfg.record_score == summary["record_score"]
+    # this small lake's validation split holds abnormal records only: the configured default stays
+    assert mv.tags["record_score_chosen_on"].startswith("default: no validation records labelled")
+    assert model.cfg.record_score == ModelConfig().record_score
+
+
+def test_the_record_score_is_the_best_ecg_only_candidate_on_labelled_validation_records(
+    first: dict[str, Any],
+) -> None:
+    """The choice itself, on a plan whose validation part holds normal and abnormal records (the
+    training lake's own validation split has abnormal ones only): recomputed candidate AUROCs agree."""
+    import numpy as np
+    import polars as pl
+
+    from rare_ecg.metrics.ranking import auroc
+    from rare_ecg.model.network import EcgModel
+    from rare_ecg.model.scores import ECG_ONLY
+    from rare_ecg.model.selection import record_candidates
+    from rare_ecg.train.data import open_snapshot, split_plan
+    from rare_ecg.train.scoring_choice import attach_score, labels_version, normal_flags, read_split
+
+    summary = first["summary"]
+    snapshot = open_snapshot(summary["lake"], summary["table_versions"])
+    plan = split_plan(snapshot)
+    ids = sorted(plan["record_id"].to_list())
+    flags = dict(zip(ids, normal_flags(summary["lake"], labels_version(summary["lake"]), ids), strict=True))
+    normals = [r for r in ids if flags[r] is True][:4]
+    others = [r for r in ids if flags[r] is False][:8]
+    chosen_val = set(normals[:2] + others[:4])
+    plan = plan.with_columns(
+        pl.when(pl.col("record_id").is_in(sorted(chosen_val)))
+        .then(pl.lit("validation"))
+        .when(pl.col("record_id").is_in(normals[2:] + others[4:]))
+        .then(pl.lit("train"))
+        .otherwise(pl.lit("test"))
+        .alias("split")
+    )
+    encoder, _ = load_model(summary["model_uri"])
+    base = EcgModel(ModelConfig.from_dict({**encoder.cfg.to_dict(), "n_reference": 0}))
+    base.load_state_dict({k: v for k, v in encoder.state_dict().items() if k != "reference"}, strict=False)
+    model, tags = attach_score(base, snapshot, plan, choose=True)
+    assert tags["reference_records"] == 2 and model.cfg.n_reference == 2
+    val = read_split(snapshot, plan, sorted(chosen_val), model.cfg)
+    cands = record_candidates(model, val.batch)
+    abnormal = np.asarray([not flags[r] for r in val.record_ids])
+    aurocs = {n: auroc(abnormal, cands[n]) for n in ECG_ONLY}
+    best = max(aurocs.values())
+    assert tags["record_score"] == model.cfg.record_score and aurocs[tags["record_score"]] == pytest.approx(
+        best
+    )
+    assert tags["record_score_validation_auroc"] == pytest.approx(best, abs=1e-3)
+    assert tags["record_score_chosen_on"] == "validation AUROC normal vs abnormal, 6 records"
