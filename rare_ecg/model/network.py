@@ -297,11 +297,16 @@ class EcgModel(nn.Module):
 
 def with_labels(pretrained: EcgModel, labels: tuple[str, ...]) -> EcgModel:
     """A fine-tuning model over ``labels`` that starts from every pretrained weight (new classifier)."""
-    cfg = ModelConfig.from_dict({**pretrained.cfg.to_dict(), "labels": labels})
+    # the encoder's knn references live in its embedding, which fine-tuning moves: not carried over
+    cfg = ModelConfig.from_dict({**pretrained.cfg.to_dict(), "labels": labels, "n_reference": 0})
     model = EcgModel(cfg)
-    state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("classifier.")}
+    state = {
+        k: v
+        for k, v in pretrained.state_dict().items()
+        if not k.startswith("classifier.") and k != "reference"
+    }
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("classifier.") for k in missing):
+    if unexpected or any(not (k.startswith("classifier.") or k == "reference") for k in missing):
         raise ValueError(f"pretrained weights do not fit: missing {missing}, unexpected {unexpected}")
     return model
 

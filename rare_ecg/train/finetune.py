@@ -47,6 +47,7 @@ from rare_ecg.train.data import waveform_rates as lake_rates
 from rare_ecg.train.finetune_loop import FINETUNE, _labelled_task, finetune_loop_per_worker
 from rare_ecg.train.job import DATA_CPUS, RUN_NAME_TAG, _log_inputs, git_commit
 from rare_ecg.train.loop import TRAIN_DATASET, VALIDATION_DATASET, LoopSpec, read_checkpoint
+from rare_ecg.train.scoring_choice import attach_score
 from rare_ecg.train.splits import TEST, TRAIN, VALIDATION
 
 EPOCH_METRICS = (
@@ -420,6 +421,8 @@ def run_finetune_job(
         model = EcgModel(p.model_cfg)
         model.load_state_dict(best["model"])
         model.eval()
+        # the knn references in the fine-tuned embedding; the encoder's record-score choice is kept
+        model, score_tags = attach_score(model, p.snapshot, p.plan, choose=False, seed=cfg.seed)
         val = split_predictions(p.snapshot.lake, VALIDATION, model, p.snapshot.versions)
         thresholds = choose_thresholds(val.predictions.y_true, val.predictions.y_prob)
         metadata = classifier_metadata(p, thresholds, best, epochs, val.predictions.y_true.sum(0))
@@ -427,7 +430,7 @@ def run_finetune_job(
         if cfg.register_model:
             version = _registered(run.info.run_id, int(best["epoch"]), epochs)
             if version is None:
-                version = _register(p, model, metadata)
+                version = _register(p, model, metadata, score_tags)
             set_alias(CLASSIFIER_NAME, cfg.alias, version)
     history: list[dict[str, Any]] = state["history"]
     return {
@@ -455,7 +458,7 @@ def run_finetune_job(
     }
 
 
-def _register(p: FinetunePlan, model: EcgModel, metadata: dict[str, Any]) -> str:
+def _register(p: FinetunePlan, model: EcgModel, metadata: dict[str, Any], score_tags: dict[str, Any]) -> str:
     uri = log_model(model, metadata)
     tags: dict[str, Any] = {
         "lake": p.snapshot.lake,
@@ -471,6 +474,7 @@ def _register(p: FinetunePlan, model: EcgModel, metadata: dict[str, Any]) -> str
         "run_name": p.run_name,
         "epochs": metadata["epochs"],
         "best_epoch": metadata["best_epoch"],
+        **score_tags,
     }
     return register_model(uri, CLASSIFIER_NAME, tags)
 

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from rare_ecg.evaluation.labels import label_matrix
 from rare_ecg.evaluation.predict import choose_thresholds, split_predictions
@@ -75,6 +76,12 @@ def test_registered_version_carries_vocabulary_thresholds_rare_set_prevalence_an
     assert inputs == {"ecg_records@v0", "ecg_waveforms@v0", "ecg_labels@v0"}
     history = mlflow.MlflowClient().get_metric_history(summary["run_id"], "val_classification")
     assert [m.step for m in history] == [1, 2]
+    # the knn references are the fine-tuned embeddings of training normals, not the encoder's
+    encoder, _ = load_model(trained["encoder"])
+    assert model.cfg.record_score == encoder.cfg.record_score == version.tags["record_score"]
+    assert model.cfg.n_reference == int(version.tags["reference_records"]) > 0
+    if encoder.cfg.n_reference == model.cfg.n_reference:
+        assert not torch.allclose(model.reference, encoder.reference)
 
 
 def test_thresholds_are_chosen_on_the_validation_split_only(ft_lake: Path, trained: dict[str, Any]) -> None:
