@@ -24,7 +24,7 @@ import polars as pl
 
 from benchmarks._common import SHARED_DATA, WORK, machine
 
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "a_scratch_bce": {"from_scratch": True, "loss": "bce"},
     "b_scratch_asl": {"from_scratch": True, "loss": "asl"},
     "c_pretrained_bce": {"from_scratch": False, "loss": "bce"},

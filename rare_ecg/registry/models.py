@@ -65,7 +65,16 @@ def _signature(model: EcgModel) -> Any:
 def _read_model(folder: Path) -> tuple[EcgModel, dict[str, Any]]:
     cfg = ModelConfig.from_dict(json.loads((folder / _CONFIG).read_text()))
     model = EcgModel(cfg)
-    model.load_state_dict(torch.load(folder / _STATE, map_location="cpu", weights_only=True))
+    state = torch.load(folder / _STATE, map_location="cpu", weights_only=True)
+    ref = state.get("reference")
+    if ref is not None and ref.shape != model.reference.shape and ref.shape[0] == 0:
+        state["reference"] = model.reference  # an empty reference set saved at the older width
+    elif ref is not None and ref.shape != model.reference.shape:
+        raise ValueError(
+            f"the model's knn reference set has width {ref.shape[1]}, this version embeds in "
+            f"{model.reference.shape[1]}: re-register it (pretrain or fine-tune again)"
+        )
+    model.load_state_dict(state)
     model.eval()
     return model, json.loads((folder / _METADATA).read_text())
 
