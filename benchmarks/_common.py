@@ -26,30 +26,42 @@ def machine() -> dict[str, Any]:
 
 
 class PeakMemory:
-    """Samples the resident memory of this process and all its descendants (Ray workers included)."""
+    """Samples the resident memory of this process (the driver), of it and all its descendants (the
+    tree, Ray workers included), and of the largest single Ray worker process (raylet and GCS are
+    not workers): a worker's memory is its own, not the tree's sum."""
 
     def __init__(self, every_s: float = 0.25) -> None:
         self.every_s = every_s
         self.peak_driver_mb = 0.0
         self.peak_tree_mb = 0.0
+        self.peak_worker_mb = 0.0
+        self.workers_seen = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         me = psutil.Process()
+        seen: set[int] = set()
         while not self._stop.is_set():
             try:
                 driver = me.memory_info().rss
                 tree = driver
                 for child in me.children(recursive=True):
                     try:
-                        tree += child.memory_info().rss
+                        rss = child.memory_info().rss
+                        tree += rss
+                        if child.name().startswith("ray::") or "default_worker.py" in " ".join(
+                            child.cmdline()
+                        ):
+                            self.peak_worker_mb = max(self.peak_worker_mb, rss / 2**20)
+                            seen.add(child.pid)
                     except psutil.Error:
                         continue
             except psutil.Error:
                 continue
             self.peak_driver_mb = max(self.peak_driver_mb, driver / 2**20)
             self.peak_tree_mb = max(self.peak_tree_mb, tree / 2**20)
+            self.workers_seen = len(seen)
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> PeakMemory:

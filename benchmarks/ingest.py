@@ -22,20 +22,17 @@ the version the baseline's wfdb ran with (its header parsing depends on it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import itertools
 import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -145,46 +142,6 @@ def synth_cohort(n: int, seed: int = 0) -> Path:
     return out
 
 
-class ProcessPeaks:
-    """Peak RSS of this process (the driver) and of each Ray worker process, sampled apart: a worker's
-    memory is its own, not the tree's sum (raylet and GCS are neither)."""
-
-    def __init__(self, every_s: float = 0.25) -> None:
-        self.every_s = every_s
-        self.driver_mb = 0.0
-        self.worker_mb = 0.0  # the largest any one worker process reached
-        self.workers_seen = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        seen: set[int] = set()
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                self.driver_mb = max(self.driver_mb, me.memory_info().rss / 2**20)
-            for child in me.children(recursive=True):
-                try:
-                    if not (
-                        child.name().startswith("ray::") or "default_worker.py" in " ".join(child.cmdline())
-                    ):
-                        continue
-                    self.worker_mb = max(self.worker_mb, child.memory_info().rss / 2**20)
-                    seen.add(child.pid)
-                except psutil.Error:
-                    continue
-            self.workers_seen = len(seen)
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> ProcessPeaks:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def memory_at_scale(sizes: list[int]) -> dict[str, Any]:
     """Ingest synthetic cohorts of each size into a fresh lake (100 Hz, a fresh local Ray per size so
     no worker carries memory from the last one); driver and per-worker peak RSS, whole-job rate."""
@@ -197,7 +154,7 @@ def memory_at_scale(sizes: list[int]) -> dict[str, Any]:
         archive = synth_cohort(n)
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         load_before = os.getloadavg()[0]
-        with tempfile.TemporaryDirectory(dir=WORK) as tmp, ProcessPeaks() as peaks:
+        with tempfile.TemporaryDirectory(dir=WORK) as tmp, PeakMemory() as peaks:
             opts = IngestOptions(archive, "ptbxl", str(Path(tmp) / "lake"), f"memory-{n}", fs_hz=100)
             summary = run_ingest(opts)
         ray.shutdown()
@@ -207,8 +164,8 @@ def memory_at_scale(sizes: list[int]) -> dict[str, Any]:
             "rejected": summary.rejected,
             "seconds": round(summary.seconds, 1),
             "records_per_s": round(summary.records_per_s, 1),
-            "peak_driver_rss_mb": round(peaks.driver_mb),
-            "peak_worker_rss_mb": round(peaks.worker_mb),
+            "peak_driver_rss_mb": round(peaks.peak_driver_mb),
+            "peak_worker_rss_mb": round(peaks.peak_worker_mb),
             "worker_processes": peaks.workers_seen,
             "load_before": round(load_before, 2),
             "load_after": round(os.getloadavg()[0], 2),

@@ -168,6 +168,7 @@ def test_registered_encoder_carries_its_reference_set_and_the_record_score_chose
     from rare_ecg.train.scoring_choice import labels_version, normal_flags, read_split
 
     summary = first["summary"]
+    mlflow.set_tracking_uri(settings_for(first["root"]).mlflow_tracking_uri)  # other tests move it
     mv = mlflow.MlflowClient().get_model_version(ENCODER_NAME, summary["model_version"])
     model, _ = load_model(summary["model_uri"])
     snapshot = open_snapshot(summary["lake"], summary["table_versions"])
@@ -203,6 +204,7 @@ def test_the_record_score_is_the_best_ecg_only_candidate_on_labelled_validation_
     from rare_ecg.train.scoring_choice import attach_score, labels_version, normal_flags, read_split
 
     summary = first["summary"]
+    mlflow.set_tracking_uri(settings_for(first["root"]).mlflow_tracking_uri)
     snapshot = open_snapshot(summary["lake"], summary["table_versions"])
     plan = split_plan(snapshot)
     ids = sorted(plan["record_id"].to_list())
