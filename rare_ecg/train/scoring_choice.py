@@ -50,8 +50,8 @@ def labels_version(lake: str) -> int | None:
 
 
 def normal_flags(lake: str, version: int | None, record_ids: list[str]) -> np.ndarray | None:
-    """Per record: True = labelled NORM, False = labelled with anything else, NaN-free; None when the
-    lake has no labels. Unlabelled records are left out by the caller (``labelled`` mask second)."""
+    """Per record: True = labelled NORM, False = labelled with something else only, None = no label at
+    all (unknown: callers leave it out); the whole result is None when the lake has no labels."""
     if version is None:
         return None
     labels = (
@@ -69,8 +69,9 @@ def read_split(
     snapshot: LakeSnapshot, plan: pl.DataFrame, record_ids: list[str], cfg: ModelConfig
 ) -> SplitRecords:
     """The windows of ``record_ids`` (one split's records of ``plan``) as one in-memory Batch."""
-    split = plan.filter(pl.col("record_id").is_in(record_ids))
-    attributes = split_attributes(split.with_columns(pl.lit("x").alias("split")), "x")
+    # the records' attribute targets, whatever split they belong to
+    chosen = plan.filter(pl.col("record_id").is_in(record_ids)).with_columns(pl.lit("chosen").alias("split"))
+    attributes = split_attributes(chosen, "chosen")
     waves = (
         pl.scan_delta(
             snapshot.uri(ECG_WAVEFORMS),
