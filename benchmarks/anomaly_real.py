@@ -138,6 +138,10 @@ def run_fold(
         "skill_init": skill_init,
         "best_step": result.best_step,
         "steps": result.steps,
+        "curve": [
+            (int(r["step"]), round(r["skill_vs_copy"], 4), round(r["skill_vs_zero"], 4))
+            for r in result.history
+        ],
         "age_mae_test": test_age_mae,
         "age_mae_median_test": median_mae,
         "age_refit": {
@@ -190,6 +194,7 @@ def main() -> None:
     parser.add_argument("--variants", default=None, help=f"comma-separated, of {VARIANTS}")
     parser.add_argument("--n-boot", type=int, default=200)
     parser.add_argument("--model", default="{}", help='ModelConfig changes as JSON, e.g. {"beat_copy": true}')
+    parser.add_argument("--plot", default=None, help="write the inpainting-ratio curves to this PNG")
     args = parser.parse_args()
     changes = json.loads(args.model)
     steps = args.steps or (30 if args.quick else 150)
@@ -242,6 +247,7 @@ def main() -> None:
             "age_mae_test": [round(r["age_mae_test"], 1) for r in rows],
             "age_mae_median_test": [round(r["age_mae_median_test"], 1) for r in rows],
             "best_step": [r["best_step"] for r in rows],
+            "skill_curve_per_fold": {r["fold"]: r["curve"] for r in rows},
             "seconds_per_fold": [round(r["seconds"], 0) for r in rows],
         }
 
@@ -265,6 +271,7 @@ def main() -> None:
         b: round(auroc(abnormal[bands == b], rf[bands == b]), 3) for b in AGE_BANDS
     }
     report["synthetic_pretraining"] = synth_report
+    report["synthetic_records"] = n_synth
     report["n_records"] = len(data)
     report["abnormal_share"] = round(float(abnormal.mean()), 3)
     report["wall_s"] = round(time.perf_counter() - start, 0)
@@ -278,7 +285,41 @@ def main() -> None:
         print(f"-- {variant}: skill vs copy per fold {v['skill_vs_copy_per_fold']}")
         for name, ci in sorted(v["oof_auroc_ci"].items(), key=lambda kv: -np.nan_to_num(kv[1][0])):
             print(f"   {name:>18}: {ci[0]:.3f} [{ci[1]:.3f}, {ci[2]:.3f}]")
+    if args.plot:
+        plot_curves(report, args.plot)
     emit(report)
+
+
+def plot_curves(report: dict[str, Any], path: str) -> None:
+    """Held-out inpainting ratio against the aligned beat copy over training steps: one line per fold
+    (validation part of each fold), one panel per variant, the synthetic pretraining beside them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(report["variants"].items())
+    synth = report.get("synthetic_pretraining", {}).get("curve")
+    n = len(panels) + (1 if synth else 0)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.2), sharey=True, squeeze=False)
+    for ax, (variant, v) in zip(axes[0], panels, strict=False):
+        for fold, curve in v["skill_curve_per_fold"].items():
+            steps, ratio = [c[0] for c in curve], [c[1] for c in curve]
+            ax.plot(steps, ratio, marker="o", ms=3, label=f"fold {fold}")
+        ax.set_title(f"real PTB-XL, {variant}")
+        ax.set_xlabel("training step")
+    if synth:
+        ax = axes[0][-1]
+        ax.plot([c[0] for c in synth], [c[1] for c in synth], marker="o", ms=3, color="k")
+        ax.set_title(f"synthetic ({report['synthetic_records']} records)")
+        ax.set_xlabel("training step")
+    for ax in axes[0]:
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    axes[0][0].set_ylabel("hidden MSE / aligned beat copy")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,21 @@ from rare_ecg.model.network import EcgModel
 BASE = {"warmup_steps": 0, "min_lr_fraction": 1.0}  # constant learning rate, like the run
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # name: (ModelConfig changes, LoopSettings changes)
-    "default": ({}, BASE),
-    "phase": ({"beat_phase": True}, BASE),
+    # the network before the beat-copy prior became ModelConfig's default
+    "default": ({"beat_copy": False}, BASE),
+    "phase": ({"beat_phase": True, "beat_copy": False}, BASE),
     "copy": ({"beat_copy": True}, BASE),
     "phase+copy": ({"beat_phase": True, "beat_copy": True}, BASE),
     "phase+copy+patch40": ({"beat_phase": True, "beat_copy": True, "patch_s": 0.04}, BASE),
     "phase+copy+warmup": ({"beat_phase": True, "beat_copy": True}, {"warmup_steps": 30}),
     "phase+copy+synth": ({"beat_phase": True, "beat_copy": True}, {**BASE, "synthetic": 400}),
+    # one change at a time against today's ModelConfig() (beat-copy prior, no phase) at constant lr
+    "now": ({}, BASE),
+    "now+phase": ({"beat_phase": True}, BASE),
+    "now+patch40": ({"patch_s": 0.04}, BASE),
+    "now+warmup_decay": ({}, {"warmup_steps": 30, "min_lr_fraction": 0.1}),
+    "now+mask15": ({"mask_ratio": 0.15, "beat_mask_ratio": 0.15}, BASE),
+    "now+mask50": ({"mask_ratio": 0.5, "beat_mask_ratio": 0.5}, BASE),
 }
 
 
