@@ -147,6 +147,13 @@ def pretrain(
     storage_path: Annotated[
         str | None, typer.Option(help="where Ray Train keeps checkpoints (default ./train-runs)")
     ] = None,
+    normal_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--normal-only/--all-records",
+            help="train on the training split's NORM-labelled records only (validation keeps all)",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="show Ray's own INFO logs")] = False,
 ) -> None:
     """Self-supervised pretraining (stage 1) on Ray Train from the lake; registers rare-ecg-encoder."""
@@ -165,6 +172,7 @@ def pretrain(
         "workers": workers,
         "cpus_per_worker": cpus_per_worker,
         "storage_path": storage_path,
+        "normal_only": normal_only,
     }
     try:
         data = load_yaml(config) if config is not None else {}

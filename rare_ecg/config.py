@@ -83,6 +83,9 @@ class PretrainConfig(JobConfig):
     local_weight: float = Field(default=1.0, ge=0)
     trend_weight: float = Field(default=1.0, ge=0)
     attributes_weight: float = Field(default=1.0, ge=0)
+    # train on the split's records labelled NORM only (ecg_labels at its latest version, pinned); the
+    # validation split keeps every record, so the score is still chosen on normal vs abnormal
+    normal_only: bool = False
     workers: int = Field(default=1, ge=1, le=512)
     cpus_per_worker: float = Field(default=1.0, gt=0, le=64)
     threads_per_worker: int | None = Field(default=None, ge=1, le=64)  # None: the worker's CPU share

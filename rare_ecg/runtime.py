@@ -39,7 +39,20 @@ def setup_logging(verbose: bool = False) -> None:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # mlflow sets its level when imported
         warnings.filterwarnings("ignore", module=r"ray(\..*)?")
         warnings.filterwarnings("ignore", module=r"(mlflow|torch\.onnx)(\..*)?")
+        # warnings raised inside mlflow with a stacklevel that names our module as their source
+        warnings.filterwarnings("ignore", message=r".*(infer.*signature|model signature).*")
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # raylet / core_worker lines on stderr
         quiet_ray()
+
+
+def quiet_mlflow() -> None:
+    """MLflow's own event prints ("Successfully registered model ...", "Created version ...") go to a
+    stream of its own, not to a logger: silenced unless setup_logging(verbose=True). Errors still raise."""
+    if _verbose:
+        return
+    from mlflow.utils.logging_utils import disable_logging
+
+    disable_logging()
 
 
 def quiet_ray() -> None:

@@ -120,6 +120,9 @@ def register_model(model_uri: str, name: str, tags: Mapping[str, Any]) -> str:
     """Register a logged model under ``name`` with ``tags`` on the new version; returns the version."""
     import mlflow
 
+    from rare_ecg.runtime import quiet_mlflow
+
+    quiet_mlflow()
     version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
     return str(version.version)
 

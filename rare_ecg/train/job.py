@@ -19,7 +19,7 @@ import polars as pl
 
 from rare_ecg.config import PretrainConfig, Settings
 from rare_ecg.lake.paths import normalize_lake
-from rare_ecg.lake.schema import ECG_RECORDS, ECG_WAVEFORMS
+from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_WAVEFORMS
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.registry import ENCODER_NAME, log_model, register_model
 from rare_ecg.registry.tracking import find_run, use_experiment
@@ -54,6 +54,7 @@ class PretrainPlan:
     config_hash: str
     preprocessing_version: str
     windows: dict[str, int]  # split -> 10 s windows
+    normal_labels_version: int | None = None  # ecg_labels version that chose the records (normal_only)
 
 
 def config_hash(cfg: PretrainConfig, content_id: str) -> str:
@@ -67,6 +68,8 @@ def config_hash(cfg: PretrainConfig, content_id: str) -> str:
         "records_version",
         "waveforms_version",
     }
+    if not cfg.normal_only:
+        exclude.add("normal_only")  # runs from before the option keep their identity
     payload = cfg.model_dump(mode="json", exclude=exclude)
     payload["lake_content"] = content_id
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -120,6 +123,9 @@ def plan_pretraining(cfg: PretrainConfig, settings: Settings) -> PretrainPlan:
             f"model_fs_hz={cfg.model_fs_hz} does not match the lake's ecg_waveforms, stored at {rates} Hz"
         )
     plan = split_plan(snapshot)
+    normal_version = None
+    if cfg.normal_only:
+        plan, normal_version = normal_training_records(plan, snapshot, cfg.split)
     windows = {s: int(n) for s, n in plan.group_by("split").agg(pl.col("n_windows").sum()).rows()}
     if windows.get(cfg.split, 0) == 0:
         raise LakeInputError(
@@ -133,7 +139,8 @@ def plan_pretraining(cfg: PretrainConfig, settings: Settings) -> PretrainPlan:
             f"{cfg.workers} workers x {cfg.cpus_per_worker} CPUs (+{DATA_CPUS} for data feeding) do not fit "
             f"the cluster's {cpus:g} CPUs; lower workers or cpus_per_worker"
         )
-    hashed = config_hash(cfg, snapshot.content_id())
+    labels_part = f":{ECG_LABELS}@{normal_version}" if normal_version is not None else ""
+    hashed = config_hash(cfg, snapshot.content_id() + labels_part)
     pp_versions = snapshot.read(ECG_WAVEFORMS, ["preprocessing_version"])["preprocessing_version"].unique()
     spec = LoopSpec(
         mode="pretrain",
@@ -163,7 +170,31 @@ def plan_pretraining(cfg: PretrainConfig, settings: Settings) -> PretrainPlan:
         config_hash=hashed,
         preprocessing_version=",".join(sorted(pp_versions.to_list())),
         windows=windows,
+        normal_labels_version=normal_version,
     )
+
+
+def normal_training_records(
+    plan: pl.DataFrame, snapshot: LakeSnapshot, split: str
+) -> tuple[pl.DataFrame, int]:
+    """``plan`` with ``split`` cut to its records labelled NORM (normal_only pretraining), and the
+    ecg_labels version that decided it; the other splits are left whole."""
+    from rare_ecg.train.scoring_choice import NORMAL_LABEL, labels_version, normal_flags
+
+    version = labels_version(snapshot.lake)
+    if version is None:
+        raise LakeInputError(f"normal_only needs labels, and {snapshot.lake} has no {ECG_LABELS} table")
+    ids = plan.filter(pl.col("split") == split)["record_id"].to_list()
+    flags = normal_flags(snapshot.lake, version, ids)
+    keep = [
+        r for r, v in zip(ids, flags if flags is not None else [None] * len(ids), strict=True) if v is True
+    ]
+    if not keep:
+        raise LakeInputError(
+            f"normal_only: none of the {len(ids)} records of the {split} split is labelled {NORMAL_LABEL} "
+            f"in {ECG_LABELS} version {version}"
+        )
+    return plan.filter((pl.col("split") != split) | pl.col("record_id").is_in(keep)), version
 
 
 def _trainer(p: PretrainPlan, progress: Any) -> Any:
@@ -223,6 +254,8 @@ def _params(p: PretrainPlan) -> dict[str, Any]:
             **{f"windows_{s}": n for s, n in p.windows.items()},
         }
     )
+    if p.normal_labels_version is not None:
+        params["normal_only_labels_version"] = p.normal_labels_version
     return params
 
 
@@ -368,7 +401,10 @@ def _register(
         "model_fs_hz": p.model_cfg.fs_hz,
         "run_name": p.run_name,
         "epochs": epoch,
+        "training_records": "normal only" if p.cfg.normal_only else "all",
     }
+    if p.normal_labels_version is not None:
+        tags[f"{ECG_LABELS}_version"] = p.normal_labels_version
     if "val_total" in final:
         tags["val_total"] = round(float(final["val_total"]), 5)
     if "val_inpainting_skill" in final:
