@@ -39,9 +39,6 @@ def setup_logging(verbose: bool = False) -> None:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # mlflow sets its level when imported
         warnings.filterwarnings("ignore", module=r"ray(\..*)?")
         warnings.filterwarnings("ignore", module=r"(mlflow|torch\.onnx)(\..*)?")
-        # warnings raised inside mlflow with a stacklevel that names our module as their source
-        warnings.filterwarnings("ignore", message=r".*(infer.*signature|model signature).*")
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # raylet / core_worker lines on stderr
         quiet_ray()
 
 

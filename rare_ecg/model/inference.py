@@ -13,6 +13,7 @@ from rare_ecg.model.anomaly import anomaly_map
 from rare_ecg.model.inputs import INPUT_NAMES, model_inputs
 from rare_ecg.model.network import EcgModel
 from rare_ecg.model.scores import ECG_ONLY
+from rare_ecg.quiet import dropped_warnings
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "InferenceGraph", "export_onnx", "macs_per_ecg"]
 
@@ -72,7 +73,10 @@ def export_onnx(model: EcgModel, path: str | Path) -> Path:
     path = Path(path)
     graph = InferenceGraph(model).eval()
     batch = torch.export.Dim("batch", min=1)
-    with torch.no_grad():
+    # the exporter logs a line per torchvision op it cannot register, and torch's pytree warns about
+    # its own deprecated LeafSpec check: neither concerns this graph
+    quiet = dropped_warnings("treespec", loggers=("torch.onnx._internal.exporter._registration",))
+    with torch.no_grad(), quiet:
         torch.onnx.export(
             graph,
             example_inputs(model),

@@ -22,6 +22,7 @@ import torch
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.model.inference import OUTPUT_NAMES, InferenceGraph, example_inputs
 from rare_ecg.model.network import EcgModel
+from rare_ecg.quiet import dropped_warnings
 
 ENCODER_NAME = "rare-ecg-encoder"
 CLASSIFIER_NAME = "rare-ecg-classifier"
@@ -106,13 +107,15 @@ def log_model(model: EcgModel, metadata: Mapping[str, Any]) -> str:
         torch.save(model.state_dict(), folder / _STATE)
         (folder / _CONFIG).write_text(json.dumps(model.cfg.to_dict(), sort_keys=True))
         (folder / _METADATA).write_text(json.dumps(dict(metadata), sort_keys=True, default=str))
-        info = mlflow.pyfunc.log_model(
-            name=ARTIFACT_PATH,
-            python_model=pyfunc_cls(),
-            artifacts={"model_files": str(folder)},
-            signature=_signature(model),
-            pip_requirements=_pip_requirements(),
-        )
+        # the signature is given; MLflow still tries predict's type hints first and warns that it can't
+        with dropped_warnings("Failed to infer signature from type hint"):
+            info = mlflow.pyfunc.log_model(
+                name=ARTIFACT_PATH,
+                python_model=pyfunc_cls(),
+                artifacts={"model_files": str(folder)},
+                signature=_signature(model),
+                pip_requirements=_pip_requirements(),
+            )
     return str(info.model_uri)
 
 
