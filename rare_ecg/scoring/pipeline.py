@@ -150,7 +150,7 @@ class ScoreActor:
 
     def __init__(
         self,
-        model: Any,  # ScoringModel or an ObjectRef to one
+        model: ScoringModel,
         keys: Any,  # pa.Table (cohort_keys) or an ObjectRef to one
         lake: str,
         run_id: str,
@@ -162,12 +162,12 @@ class ScoreActor:
     ) -> None:
         import ray
 
-        self.model: ScoringModel = ray.get(model) if isinstance(model, ray.ObjectRef) else model
+        self.model = model
         self.keys = ray.get(keys) if isinstance(keys, ray.ObjectRef) else keys
         self.hashes = self.keys.column("hash").to_numpy()
         self.lake, self.run_id, self.quality = lake, run_id, quality
         self.batch_size, self.scored_at, self.after_write = batch_size, scored_at, after_write
-        self.run = onnx_runner(open_session(self.model.onnx, threads))
+        self.run = onnx_runner(open_session(model.onnx, threads))
 
     def _lookup(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(mask of rows in the cohort, their positions in self.keys)."""
@@ -367,9 +367,6 @@ def _score(
     threads = max(1, opts.threads_per_actor)
     actors = opts.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     keys = ray.put(cohort_keys(todo))
-    # by reference, like the keys: the ONNX bytes inline in the actor's constructor arguments would
-    # go to the object store as an argument (Ray logs an error line about restarts for every actor)
-    model_ref = ray.put(model)
     # One read task per Parquet file, a quarter CPU each: read_parquet's file-listing stage asks for a
     # whole CPU, which two scoring actors on a 2-CPU machine never leave free (the job would hang).
     listing = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
@@ -382,7 +379,7 @@ def _score(
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=threads * opts.cpus_per_thread,
         fn_constructor_kwargs={
-            "model": model_ref,
+            "model": model,
             "keys": keys,
             "lake": lake,
             "run_id": opts.run_id,
