@@ -185,10 +185,8 @@ def normal_training_records(
     if version is None:
         raise LakeInputError(f"normal_only needs labels, and {snapshot.lake} has no {ECG_LABELS} table")
     ids = plan.filter(pl.col("split") == split)["record_id"].to_list()
-    flags = normal_flags(snapshot.lake, version, ids)
-    keep = [
-        r for r, v in zip(ids, flags if flags is not None else [None] * len(ids), strict=True) if v is True
-    ]
+    flags = normal_flags(snapshot.lake, version, ids)  # never None: the lake has labels
+    keep = [r for r, v in zip(ids, flags if flags is not None else (), strict=True) if v is True]
     if not keep:
         raise LakeInputError(
             f"normal_only: none of the {len(ids)} records of the {split} split is labelled {NORMAL_LABEL} "
