@@ -12,6 +12,7 @@ and file version.
 from __future__ import annotations
 
 import csv
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,23 +33,23 @@ def annotations_for(root: Path, source_path: str) -> list[Annotation]:
 
     Raises RecordError(bad_metadata) when the file is malformed: ground truth is never half-attached.
     """
-    parquet = inside_root(root, root / ANNOTATIONS_PARQUET, source_path)
+    parquet = inside_root(root, os.path.join(root, ANNOTATIONS_PARQUET), source_path)
     try:
-        stat = parquet.stat()
+        stat = os.stat(parquet)
     except FileNotFoundError:
         pass
     else:
         try:
-            return list(_from_parquet(str(parquet), stat.st_mtime_ns, stat.st_size, source_path))
+            return list(_from_parquet(parquet, stat.st_mtime_ns, stat.st_size, source_path))
         except (ValueError, OSError) as exc:
             raise RecordError(REASON_BAD_METADATA, f"{parquet}: {exc}") from exc
-    path = inside_root(root, root / ANNOTATIONS_FILE, source_path)
+    path = inside_root(root, os.path.join(root, ANNOTATIONS_FILE), source_path)
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except FileNotFoundError:
         return []
     try:
-        loaded = _load(str(path), stat.st_mtime_ns, stat.st_size)
+        loaded = _load(path, stat.st_mtime_ns, stat.st_size)
     except ValueError as exc:
         # Not a crash: every record of the archive lands in ecg_rejects, naming the broken line.
         raise RecordError(REASON_BAD_METADATA, str(exc)) from exc

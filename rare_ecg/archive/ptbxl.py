@@ -8,8 +8,10 @@ in which likelihood 0 still means the statement is present; ``strat_fold`` 1-10.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
@@ -89,12 +91,33 @@ def _parse_scp_codes(text: str | None, where: str) -> dict[str, float | None]:
     """``"{'NORM': 100.0, 'SR': 0.0}"`` -> {'NORM': 100.0, 'SR': 0.0}; an empty cell is no statements."""
     if text is None or not text.strip():
         return {}
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = None
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+    parsed = _scp_literal(text)
+    if parsed is None:
         raise RecordError(
             REASON_BAD_METADATA, f"{where}: scp_codes {text!r} is not a dict literal {{'CODE': likelihood}}"
         )
-    return {code: parse_float(lk) for code, lk in value.items()}
+    return dict(parsed)
+
+
+# One ``'CODE': number`` item of the cell as PTB-XL writes it: parsed without the Python parser.
+_SCP_ITEM = re.compile(r"\s*'([^'\\]*)'\s*:\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
+
+
+@lru_cache(maxsize=4096)
+def _scp_literal(text: str) -> tuple[tuple[str, float | None], ...] | None:
+    """The parsed cell, or None when it is not a dict literal of string keys. Cells of the usual form
+    are split with a regular expression; anything else goes through ``ast.literal_eval`` (which was a
+    tenth of a worker's read time). Cached: PTB-XL has 5,466 distinct cells in 21,837 rows."""
+    body = text.strip()
+    if body.startswith("{") and body.endswith("}"):
+        items = [_SCP_ITEM.fullmatch(item) for item in body[1:-1].split(",")] if body[1:-1].strip() else []
+        if all(m is not None for m in items):
+            fast = {m.group(1): float(m.group(2)) for m in items if m is not None}
+            return tuple((code, parse_float(lk)) for code, lk in fast.items())
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        return None
+    return tuple((code, parse_float(lk)) for code, lk in value.items())

@@ -27,7 +27,7 @@ def _real_dir(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def _resolve(path: Path) -> str:
+def _resolve(path: str) -> str:
     folder, name = os.path.split(os.path.abspath(path))
     candidate = os.path.join(_real_dir(folder), name)
     if os.path.islink(candidate):  # the file itself is a symlink: follow it all the way
@@ -35,14 +35,15 @@ def _resolve(path: Path) -> str:
     return candidate
 
 
-def inside_root(root: Path, path: Path, where: str) -> Path:
-    """``path`` (absolute, or relative to the working directory) if it resolves inside ``root``; else
-    RecordError(unsafe_path) naming the file. Only the path is examined: nothing is opened."""
-    real_root = _real_root(str(root))
-    real = _resolve(path)
+def inside_root(root: str | Path, path: str | Path, where: str) -> str:
+    """``path`` (absolute, or relative to the working directory), resolved, if it lies inside ``root``;
+    else RecordError(unsafe_path) naming the file. Only the path is examined: nothing is opened.
+    Strings throughout (pathlib costs more than the check itself, twice per record)."""
+    real_root = _real_root(os.fspath(root))
+    real = _resolve(os.fspath(path))
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
         raise RecordError(
             REASON_UNSAFE_PATH,
-            f"{where}: {str(path)!r} resolves to {real!r}, outside the archive root {real_root!r}",
+            f"{where}: {os.fspath(path)!r} resolves to {real!r}, outside the archive root {real_root!r}",
         )
-    return Path(real)
+    return real

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -248,9 +249,10 @@ def read_wfdb_record(root: Path, source_path: str) -> RawRecord:
     extension; it names the record in errors). The header and every signal file it names must resolve
     inside ``root``: anything else is rejected as unsafe_path before it is opened."""
     where = source_path
-    hea_path = inside_root(root, root / f"{source_path}.hea", where)
+    hea_path = Path(inside_root(root, os.path.join(root, f"{source_path}.hea"), where))
     try:
-        header_bytes = hea_path.read_bytes()
+        with open(hea_path, "rb") as f:
+            header_bytes = f.read()
     except FileNotFoundError:
         raise RecordError(
             REASON_MISSING_FILE, f"{where}: header file {hea_path.name} does not exist"
@@ -346,13 +348,14 @@ def _is_fast(header: Header, groups: dict[str, list[int]]) -> bool:
 
 def _read_samples(header: Header, root: Path, hea_path: Path, where: str) -> tuple[np.ndarray, list[bytes]]:
     groups = _file_groups(header)
-    for file_name in groups:  # all of them before any is opened
-        inside_root(root, hea_path.parent / file_name, where)
+    folder = os.path.dirname(hea_path)
+    # every file checked before any is opened; the resolved path is the one opened
+    resolved = [inside_root(root, os.path.join(folder, file_name), where) for file_name in groups]
     file_bytes: list[bytes] = []
-    for file_name in groups:
-        path = hea_path.parent / file_name
+    for file_name, real in zip(groups, resolved, strict=True):
         try:
-            file_bytes.append(path.read_bytes())
+            with open(real, "rb") as f:
+                file_bytes.append(f.read())
         except (FileNotFoundError, IsADirectoryError):
             raise RecordError(
                 REASON_MISSING_FILE, f"{where}: signal file {file_name} does not exist"

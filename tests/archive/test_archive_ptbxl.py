@@ -133,3 +133,29 @@ def test_refs_carry_only_json_values() -> None:
     for ref in reader.list_refs():
         assert isinstance(ref, RecordRef)
         assert json.loads(json.dumps(ref.meta)) == ref.meta
+
+
+def test_scp_codes_cells_parse_as_the_python_literal_they_are(shared_data: Path) -> None:
+    """The regular-expression parse of scp_codes gives what ast.literal_eval gives, for every distinct
+    cell of the full PTB-XL table and for cells that only the literal parser (or nothing) reads."""
+    from rare_ecg.archive.fields import parse_float
+    from rare_ecg.archive.ptbxl import _scp_literal
+
+    database = next((shared_data / "ptbxl-meta").glob("*database*.csv"))
+    with database.open(newline="") as f:
+        cells = sorted({row["scp_codes"] for row in csv.DictReader(f)})
+    assert len(cells) > 5000
+    odd = ["{'A': 1,}", "{'A': None}", "{}", "{'A': 'x'}", "{1: 2}", "{'A': 1e400}", "{'A': 1, 'A': 2}",
+           "{'A' : -5 }", "{\"A\": 5}", "{'A': 5} trailing", "['A']", "{'A': 5, 'B'}"]  # fmt: skip
+    for cell in cells + odd:
+        try:
+            value = ast.literal_eval(cell)
+        except (ValueError, SyntaxError):
+            value = None
+        expected = (
+            {k: parse_float(v) for k, v in value.items()}
+            if isinstance(value, dict) and all(isinstance(k, str) for k in value)
+            else None
+        )
+        parsed = _scp_literal(cell)
+        assert (dict(parsed) if parsed is not None else None) == expected, cell
