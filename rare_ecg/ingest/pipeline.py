@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -26,6 +27,7 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from rare_ecg.archive.base import ArchiveReader
@@ -63,11 +65,15 @@ WORKER_TABLES = (ECG_RECORDS, ECG_WAVEFORMS, ECG_LABELS, ECG_ANNOTATIONS)
 # The listing is spooled to Parquet under the lake (readable wherever workers can write part files), one
 # run-scoped folder removed after the run: the driver holds one file's refs at a time, never the archive's.
 STAGING_PREFIX = "_ingest_listing-"
-# Refs per staged file, in worker batches: one Ray task per file, so the first files are one batch
-# each (small archives still spread over every worker) and later ones grow to at most this many batches
-# (a million records make ~1,000 files, not 15,000).
-MAX_BATCHES_PER_FILE = 16
-COMPACT_BLOCKS = 64  # result blocks copied into one contiguous outcome table at a time (driver memory)
+# Worker batches per staged listing file: the first files hold one batch each (a small archive still
+# spreads over every worker), later ones SPOOL_BATCHES (a million records make ~4,000 files).
+SPOOL_BATCHES = 4
+# Refs per Ray task at most. Tasks are cut from the staged files largest first, each about 1/(2 workers)
+# of what is left (guided self-scheduling): few tasks, so Ray Data's ~0.15 s between a task's end and
+# the next one's start on that worker costs little, and small ones at the end, so no worker idles while
+# another finishes a big one. Each task writes one part file per table (1,024 records: ~25 MB of
+# ecg_records at 100 Hz, ~120 MB at 500 Hz).
+MAX_TASK_REFS = 1024
 
 STATUS_INGESTED = "ingested"
 STATUS_REJECTED = "rejected"
@@ -75,18 +81,19 @@ STATUS_SKIPPED = "skipped"
 
 OUTCOME_SCHEMA = pa.schema(
     [
-        ("batch_key", pa.string()),
+        ("batch_key", pa.string()),  # the Ray task that wrote the record's part files
         ("record_id", pa.string()),
         ("source_path", pa.string()),
         ("checksum", pa.string()),
         ("signal_sha256", pa.string()),
+        ("content_key", pa.uint64()),  # the first 64 bits of signal_sha256: in-run duplicates by number
         ("status", pa.string()),
         ("reason", pa.string()),
         ("detail", pa.string()),
         ("labels", pa.list_(pa.string())),  # canonical codes, "?<source_code>" for unmapped ones
         ("n_annotations", pa.int32()),
         ("dup_in_lake", pa.bool_()),  # a duplicate of a record already in the lake (named by the driver)
-        ("files", pa.string()),  # JSON {table: [PartFile rows]}; set on the batch's first row only
+        ("files", pa.string()),  # JSON {table: [PartFile rows]}; set on the task's first row only
     ]
 )
 
@@ -175,16 +182,13 @@ def _lake_records(lake: str, version: int) -> pl.LazyFrame:
     return pl.scan_delta(uri, version=version, storage_options=storage_options())
 
 
-def _known_rejects(lake: str) -> pl.DataFrame:
+def _known_rejects(lake: str) -> pl.LazyFrame:
     """(source_path, reason, checksum) of rejects already in the lake: a re-run does not repeat them."""
     uri = table_uri(lake, ECG_REJECTS)
     if not commit.DeltaTable.is_deltatable(uri, storage_options=storage_options()):
-        return pl.DataFrame(schema={"source_path": pl.String, "reason": pl.String, "checksum_key": pl.String})
-    return (
-        pl.scan_delta(uri, storage_options=storage_options())
-        .select("source_path", "reason", pl.col("checksum").fill_null("").alias("checksum_key"))
-        .unique()
-        .collect()
+        return pl.LazyFrame(schema={"source_path": pl.String, "reason": pl.String, "checksum_key": pl.String})
+    return pl.scan_delta(uri, storage_options=storage_options()).select(
+        "source_path", "reason", pl.col("checksum").fill_null("").alias("checksum_key")
     )
 
 
@@ -258,6 +262,7 @@ class BatchProcessor:
             return out, None
         out["checksum"] = rec.checksum
         out["signal_sha256"] = content = signal_sha256(rec)
+        out["content_key"] = int(content[:16], 16)
         rec.source = self.source
         if self.known.has_record(out["record_id"], rec.checksum):
             out["status"] = STATUS_SKIPPED
@@ -286,8 +291,8 @@ class BatchProcessor:
         out["n_annotations"] = len(rec.annotations)
         return out, (rec, pre)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        batch_key = uuid.uuid4().hex
+    def process(self, batch: pa.Table) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
+        """One batch of refs: each ref's outcome, and the batch's rows of every worker table."""
         outcomes: list[dict[str, Any]] = []
         kept: list[tuple[dict[str, Any], EcgRecord, Preprocessed]] = []
         for path, meta, key in zip(
@@ -317,20 +322,32 @@ class BatchProcessor:
             per_table[ECG_WAVEFORMS].append(rows.waveform)
             per_table[ECG_LABELS].extend(rows.labels)
             per_table[ECG_ANNOTATIONS].extend(rows.annotations)
-        files = {
-            name: [
-                f.to_row()
-                for f in commit.write_part_files(
-                    _rows_table(name, per_table[name]), self.lake, name, self.run_id, self.storage
-                )
-            ]
-            for name in WORKER_TABLES
-            if per_table[name]
+        return outcomes, {name: _rows_table(name, rows) for name, rows in per_table.items() if rows}
+
+    def run_task(self, ref_tables: Iterator[pa.Table]) -> pa.Table:
+        """A Ray task's batches: one part file per table for all of them (row groups of one batch), and
+        the outcome of every ref, the task's part files on its first row."""
+        task_key = uuid.uuid4().hex
+        writers = {
+            name: commit.PartFileWriter(self.lake, name, self.run_id, self.storage) for name in WORKER_TABLES
         }
+        outcomes: list[dict[str, Any]] = []
+        try:
+            for refs in ref_tables:
+                batch_outcomes, tables = self.process(refs)
+                outcomes.extend(batch_outcomes)
+                for name, table in tables.items():
+                    writers[name].write(table)
+        finally:
+            files = {name: [f.to_row() for f in w.close()] for name, w in writers.items()}
         for i, o in enumerate(outcomes):
-            o["batch_key"] = batch_key
-            o["files"] = json.dumps(files) if i == 0 else None
+            o["batch_key"] = task_key
+            o["files"] = json.dumps({k: v for k, v in files.items() if v}) if i == 0 else None
         return pa.Table.from_pylist(outcomes, schema=OUTCOME_SCHEMA)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """One batch as a task of its own (benchmarks and tests)."""
+        return self.run_task(iter([batch]))
 
 
 def _batch_beats(pres: list[Preprocessed]) -> list[np.ndarray]:
@@ -353,20 +370,23 @@ def _batch_beats(pres: list[Preprocessed]) -> list[np.ndarray]:
 _PROCESSORS: dict[str, BatchProcessor] = {}
 
 
-def process_staged(files: pa.Table, *, run_key: str, batch_size: int, **kwargs: Any) -> pa.Table:
-    """The Ray Data task function: staged listing files (URIs in ``files``, one per task), read here on
-    the worker and processed in batches of ``batch_size`` refs. Ray tasks reuse worker processes, so each
+def process_staged(tasks: pa.Table, *, run_key: str, batch_size: int, **kwargs: Any) -> pa.Table:
+    """The Ray Data task function: one task's staged listing files (URIs in ``uris``), read here on the
+    worker and processed in batches of ``batch_size`` refs. Ray tasks reuse worker processes, so each
     process builds its BatchProcessor (and its reader's lazy caches) once per run; an actor pool would do
     the same but costs about 8 s of start-up per run on a small machine."""
     proc = _PROCESSORS.get(run_key)
     if proc is None:
         _PROCESSORS.clear()
         proc = _PROCESSORS[run_key] = BatchProcessor(**kwargs)
-    outs: list[pa.Table] = []
-    for uri in files.column("uri").to_pylist():
-        fs, path = filesystem(uri, proc.storage)
-        refs = pq.read_table(path, filesystem=fs)
-        outs.extend(proc(refs.slice(i, batch_size)) for i in range(0, refs.num_rows, batch_size))
+
+    def ref_tables(uris: list[str]) -> Iterator[pa.Table]:
+        for uri in uris:
+            fs, path = filesystem(uri, proc.storage)
+            refs = pq.read_table(path, filesystem=fs)
+            yield from (refs.slice(i, batch_size) for i in range(0, refs.num_rows, batch_size))
+
+    outs = [proc.run_task(ref_tables(uris)) for uris in tasks.column("uris").to_pylist()]
     return pa.concat_tables(outs) if outs else OUTCOME_SCHEMA.empty_table()
 
 
@@ -386,13 +406,13 @@ def _ref_chunks(reader: ArchiveReader, chunk: int) -> Iterator[pa.Table]:
         yield pa.table({"source_path": paths, "meta": metas, "key": pa.array(keys, pa.string())})
 
 
-def _spool_listing(reader: ArchiveReader, staging: str, batch_size: int) -> tuple[int, list[str]]:
+def _spool_listing(reader: ArchiveReader, staging: str, batch_size: int) -> tuple[int, list[tuple[str, int]]]:
     """Write the archive's refs as Parquet files under the ``staging`` URI while list_refs streams them;
-    returns how many refs there were and the files' URIs (one per ~64-1,024 refs)."""
+    returns how many refs there were and each file's URI and ref count."""
     fs, folder = filesystem(staging)
     fs.create_dir(folder, recursive=True)
     total = 0
-    staged: list[str] = []
+    staged: list[tuple[str, int]] = []
     pending: list[pa.Table] = []
 
     def flush() -> None:
@@ -400,16 +420,37 @@ def _spool_listing(reader: ArchiveReader, staging: str, batch_size: int) -> tupl
         table = pa.concat_tables(pending)
         name = f"refs-{len(staged):08d}.parquet"
         pq.write_table(table, f"{folder}/{name}", filesystem=fs)
-        staged.append(f"{staging}/{name}")
+        staged.append((f"{staging}/{name}", table.num_rows))
         total, pending = total + table.num_rows, []
 
     for chunk in _ref_chunks(reader, batch_size):
         pending.append(chunk)
-        if len(pending) >= min(MAX_BATCHES_PER_FILE, 1 + len(staged) // 16):
+        if len(pending) >= (1 if len(staged) < 16 else SPOOL_BATCHES):
             flush()
     if pending:
         flush()
     return total, staged
+
+
+def _task_groups(
+    staged: list[tuple[str, int]], workers: int, max_refs: int = MAX_TASK_REFS
+) -> list[list[str]]:
+    """The staged files cut into Ray tasks in listing order: each task about what is left divided by
+    twice the workers, at least one file and at most ``max_refs`` refs (guided self-scheduling)."""
+    left = sum(n for _, n in staged)
+    groups: list[list[str]] = []
+    i = 0
+    while i < len(staged):
+        target = min(max_refs, -(-left // (2 * max(1, workers))))
+        group: list[str] = []
+        refs = 0
+        while i < len(staged) and (not group or refs + staged[i][1] <= target):
+            group.append(staged[i][0])
+            refs += staged[i][1]
+            i += 1
+        groups.append(group)
+        left -= refs
+    return groups
 
 
 def _process(
@@ -417,13 +458,15 @@ def _process(
     reader: ArchiveReader,
     lake: str,
     known: KnownState,
-    staged: list[str],
+    staged: list[tuple[str, int]],
     total: int,
     t0: float,
     progress: Callable[[int, int, float], None] | None,
-) -> tuple[list[pa.Table], dict[int, str]]:
-    """Run the worker batches over the staged listing. Returns the outcome tables (the files column
-    dropped, batch keys replaced by small batch numbers) and each batch's part files as JSON."""
+    spool: Path,
+) -> tuple[list[str], dict[str, str]]:
+    """Run the worker tasks over the staged listing. The outcomes go to Parquet files in the local
+    ``spool`` folder as they arrive (the driver never holds more than one result block of them), and
+    each task's part files are kept as JSON. Returns the outcome files and {task key: part files}."""
     import ray
 
     settings = Settings()
@@ -432,9 +475,10 @@ def _process(
     # joined by address, or more than one node: workers may not share the driver's environment
     secret = identity.patient_secret(on_cluster=bool(settings.ray_address) or len(ray.nodes()) > 1)
     n_workers = opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    # one block per staged file, read by the task that processes it (Ray's own Parquet reader may merge
-    # small files into one block, which one task would then process serially)
-    ds = ray.data.from_items([{"uri": uri} for uri in staged], override_num_blocks=len(staged)).map_batches(
+    tasks = _task_groups(staged, n_workers)
+    # one block per task, read by the task that processes it (Ray's own Parquet reader may merge small
+    # files into one block, which one task would then process serially)
+    ds = ray.data.from_items([{"uris": uris} for uris in tasks], override_num_blocks=len(tasks)).map_batches(
         cast(Any, process_staged),  # Ray's stub does not model keyword-only fn_kwargs
         batch_size=1,
         batch_format="pyarrow",
@@ -455,37 +499,24 @@ def _process(
             "storage": identity.Secret(json.dumps(storage_options() or {}).encode()),
         },
     )
-    outcomes: list[pa.Table] = []
-    pending: list[pa.Table] = []
-    blobs: dict[int, str] = {}
+    files: list[str] = []
+    blobs: dict[str, str] = {}
     done = 0
-
-    def compact() -> None:
-        # One contiguous copy per COMPACT_BLOCKS result blocks: a block read back from the object store
-        # keeps its whole shared buffer alive for as long as any slice of it is held (at 100,000
-        # records the driver's peak went 582 -> 493 MB with this; benchmarks/README.md).
-        if pending:
-            outcomes.append(pa.concat_tables(pending).combine_chunks())
-            pending.clear()
-
     for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         assert isinstance(out, pa.Table)
-        # a result block may hold several worker batches: one part-file blob per batch key
-        keys = out.column("batch_key")
-        numbers: dict[str, int] = {}
-        for key, blob in zip(keys.to_pylist(), out.column("files").to_pylist(), strict=True):
+        # a result block may hold several tasks' outcomes: one part-file blob per task key
+        for key, blob in zip(
+            out.column("batch_key").to_pylist(), out.column("files").to_pylist(), strict=True
+        ):
             if blob is not None:
-                numbers[key] = len(blobs)
-                blobs[len(blobs)] = blob
-        index = pa.array([numbers[k] for k in keys.to_pylist()], pa.int32())
-        pending.append(out.drop_columns(["files"]).set_column(0, "batch_key", index))
-        if len(pending) >= COMPACT_BLOCKS:
-            compact()
+                blobs[key] = blob
+        path = spool / f"outcomes-{len(files):06d}.parquet"
+        pq.write_table(out.drop_columns(["files"]), path)
+        files.append(str(path))
         done += out.num_rows
         if progress is not None:
             progress(done, total, time.perf_counter() - t0)
-    compact()
-    return outcomes, blobs
+    return files, blobs
 
 
 def _drop_records_from_files(
@@ -496,16 +527,22 @@ def _drop_records_from_files(
     run_id: str,
     delete: bool = True,
 ) -> list[commit.PartFile]:
-    """Rewrite part files without the given record ids (in-run duplicates found after the workers wrote)."""
+    """Rewrite part files without the given record ids (duplicates found after the workers wrote), a
+    row group at a time."""
     fs, base = filesystem(table_uri(lake, table_name))
+    drop = pa.array(sorted(drop_ids), pa.string())
     kept: list[commit.PartFile] = []
     for f in files:
-        t = pq.read_table(f"{base}/{f.path}", filesystem=fs)
-        mask = pa.compute.invert(pa.compute.is_in(t.column("record_id"), pa.array(sorted(drop_ids))))
-        filtered = t.filter(mask)
-        for col, value in f.partition_values.items():
-            filtered = filtered.append_column(col, pa.array([value] * filtered.num_rows, pa.string()))
-        kept.extend(commit.write_part_files(filtered, lake, table_name, run_id))
+        writer = commit.PartFileWriter(lake, table_name, run_id)
+        with fs.open_input_file(f"{base}/{f.path}") as handle:
+            parquet = pq.ParquetFile(handle)
+            for i in range(parquet.num_row_groups):
+                t = parquet.read_row_group(i)
+                filtered = t.filter(pa.compute.invert(pa.compute.is_in(t.column("record_id"), drop)))
+                for col, value in f.partition_values.items():
+                    filtered = filtered.append_column(col, pa.array([value] * filtered.num_rows, pa.string()))
+                writer.write(filtered)
+        kept.extend(writer.close())
         if delete:  # committed files stay: the table's log removes them
             fs.delete_file(f"{base}/{f.path}")
     return kept
@@ -540,87 +577,142 @@ def run_ingest(
         return summary
 
     staging = f"{lake}/{STAGING_PREFIX}{opts.run_id}-{uuid.uuid4().hex[:8]}"
-    try:
-        total, staged = _spool_listing(reader, staging, opts.batch_size)
-        summary.records_in = total
-        log.info("listed %d records in %s (%s layout)", total, opts.archive, opts.layout)
-        known = load_known_state(lake)
-        outcomes, blobs = (
-            _process(opts, reader, lake, known, staged, total, t0, progress) if total else ([], {})
-        )
-    finally:
-        fs, folder = filesystem(staging)
-        with contextlib.suppress(FileNotFoundError):
-            fs.delete_dir(folder)
-    _finish(outcomes, blobs, opts, lake, known, summary, before_commit)
+    with tempfile.TemporaryDirectory(prefix="rare-ecg-ingest-") as spool:
+        try:
+            total, staged = _spool_listing(reader, staging, opts.batch_size)
+            summary.records_in = total
+            log.info("listed %d records in %s (%s layout)", total, opts.archive, opts.layout)
+            known = load_known_state(lake)
+            outcome_files, blobs = (
+                _process(opts, reader, lake, known, staged, total, t0, progress, Path(spool))
+                if total
+                else ([], {})
+            )
+        finally:
+            fs, folder = filesystem(staging)
+            with contextlib.suppress(FileNotFoundError):
+                fs.delete_dir(folder)
+        _finish(_scan_outcomes(outcome_files), blobs, opts, lake, known, summary, before_commit)
     summary.seconds = time.perf_counter() - t0
     summary.records_per_s = total / summary.seconds if summary.seconds > 0 else 0.0
     return summary
 
 
-def _resolve_duplicates(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, dict[int, set[str]]]:
+def _scan_outcomes(files: list[str]) -> pl.LazyFrame:
+    """Every record's outcome, lazily, from the spooled Parquet files: the driver's later steps stream
+    over them and collect only what they need (duplicates, rejects, counts), so its memory does not grow
+    with the archive."""
+    if not files:
+        empty = pl.from_arrow(OUTCOME_SCHEMA.empty_table().drop_columns(["files"]))
+        assert isinstance(empty, pl.DataFrame)
+        return empty.lazy()
+    return pl.scan_parquet(files)
+
+
+def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
+    return frame.collect(engine="streaming")
+
+
+def _resolve_duplicates(outcomes: pl.LazyFrame) -> tuple[pl.DataFrame, dict[str, set[str]]]:
     """In-run duplicates (the same signal under several paths) become rejects. The smallest path wins,
     whatever order the workers finished in, so a re-run makes the same choice. Returns the updated
-    outcomes and, per batch, the record ids whose rows must leave that batch's part files."""
+    outcome rows of the losers and, per task, the record ids whose rows must leave its part files.
+    Streams: only rows whose 64-bit content key repeats are collected."""
     ingested = outcomes.filter(pl.col("status") == STATUS_INGESTED)
-    firsts = ingested.group_by("signal_sha256").agg(
+    repeated = ingested.group_by("content_key").agg(pl.len().alias("copies")).filter(pl.col("copies") > 1)
+    candidates = _collect(ingested.join(repeated.select("content_key"), on="content_key", how="semi"))
+    if candidates.is_empty():
+        return candidates, {}
+    firsts = candidates.group_by("signal_sha256").agg(
         pl.col("source_path").min().alias("first_path"), pl.len().alias("copies")
     )
     losers = (
-        ingested.join(firsts.filter(pl.col("copies") > 1), on="signal_sha256")
+        candidates.join(firsts.filter(pl.col("copies") > 1), on="signal_sha256")
         .filter(pl.col("source_path") != pl.col("first_path"))
-        .select("record_id", "batch_key", "first_path")
-    )
-    if losers.is_empty():
-        return outcomes, {}
-    outcomes = (
-        outcomes.join(losers.select("record_id", "first_path"), on="record_id", how="left")
         .with_columns(
-            status=pl.when(pl.col("first_path").is_not_null())
-            .then(pl.lit(STATUS_REJECTED))
-            .otherwise(pl.col("status")),
-            reason=pl.when(pl.col("first_path").is_not_null())
-            .then(pl.lit(REASON_DUPLICATE))
-            .otherwise(pl.col("reason")),
-            detail=pl.when(pl.col("first_path").is_not_null())
-            .then(pl.format("the same signal as {} in this archive", pl.col("first_path")))
-            .otherwise(pl.col("detail")),
+            status=pl.lit(STATUS_REJECTED),
+            reason=pl.lit(REASON_DUPLICATE),
+            detail=pl.format("the same signal as {} in this archive", pl.col("first_path")),
         )
-        .drop("first_path")
     )
-    by_batch: dict[int, set[str]] = defaultdict(set)
+    by_batch: dict[str, set[str]] = defaultdict(set)
     for rid, key in losers.select("record_id", "batch_key").iter_rows():
         by_batch[key].add(rid)
-    return outcomes, by_batch
+    return losers.select(candidates.columns), by_batch
 
 
 COMMIT_ATTEMPTS = 20  # concurrent runs on one lake: how often a run re-checks and retries its commit
 
 
-def _late_conflicts(outcomes: pl.DataFrame, lake: str, version: int | None) -> pl.DataFrame:
+def _lake_rows_since(lake: str, version: int, since: int | None) -> pl.DataFrame:
+    """(record_id, checksum, signal_sha256, lake_name) of the ecg_records rows committed after version
+    ``since`` up to ``version`` (concurrent runs'), read from the files those commits added only."""
+    uri = table_uri(lake, ECG_RECORDS)
+    now = commit.DeltaTable(uri, version=version, storage_options=storage_options())
+    new = set(now.file_uris())
+    if since is not None:
+        new -= set(commit.DeltaTable(uri, version=since, storage_options=storage_options()).file_uris())
+    columns = ["record_id", "checksum", "signal_sha256", "source_path", "source"]
+    if not new:
+        return pl.DataFrame(
+            schema={c: pl.String for c in ["lake_record_id", "lake_checksum", "signal_sha256", "lake_name"]}
+        )
+    fs, base = filesystem(uri)
+    paths = [filesystem(u)[1] for u in sorted(new)]
+    dataset = pads.dataset(
+        paths, filesystem=fs, format="parquet", partitioning="hive", partition_base_dir=base
+    )
+    table = dataset.to_table(columns=columns)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(
+        pl.col("record_id").alias("lake_record_id"),
+        pl.col("checksum").alias("lake_checksum"),
+        "signal_sha256",
+        pl.format("{}/{}", pl.col("source").cast(pl.String), "source_path").alias("lake_name"),
+    )
+
+
+def _late_conflicts(
+    outcomes: pl.LazyFrame, lake: str, version: int | None, since: int | None
+) -> pl.DataFrame:
     """Ingested outcomes that the lake at ``version`` already holds (a concurrent run committed them
-    after this run's snapshot), with their new status, reason and detail; and the names of the lake
-    records that worker-side duplicates (dup_in_lake) repeat."""
-    empty = outcomes.head(0)
+    after this run's snapshot at ``since``), with their new status, reason and detail; and the names of
+    the lake records that worker-side duplicates (dup_in_lake) repeat. Collects only rows that match."""
+    schema = outcomes.collect_schema()
+    empty = pl.DataFrame(schema=schema)
     if version is None:
         return empty
-    ingested = outcomes.filter((pl.col("status") == STATUS_INGESTED) | pl.col("dup_in_lake"))
-    if ingested.is_empty():
-        return empty
+    named = _collect(outcomes.filter(pl.col("dup_in_lake")))
     lake_rows = (
         _lake_records(lake, version)
+        .filter(pl.col("signal_sha256").is_in(named["signal_sha256"].implode()))
         .select(
             pl.col("record_id").alias("lake_record_id"),
             pl.col("checksum").alias("lake_checksum"),
             "signal_sha256",
             pl.format("{}/{}", "source", "source_path").alias("lake_name"),
         )
-        .filter(
-            pl.col("lake_record_id").is_in(ingested["record_id"].implode())
-            | pl.col("signal_sha256").is_in(ingested["signal_sha256"].implode())
-        )
         .collect()
+        if not named.is_empty()
+        else None
     )
+    ingested = named
+    if version != since:
+        new_rows = _lake_rows_since(lake, version, since)
+        late = _collect(
+            outcomes.filter(
+                (pl.col("status") == STATUS_INGESTED)
+                & (
+                    pl.col("record_id").is_in(new_rows["lake_record_id"].implode())
+                    | pl.col("signal_sha256").is_in(new_rows["signal_sha256"].implode())
+                )
+            )
+        )
+        ingested = pl.concat([named, late])
+        lake_rows = new_rows if lake_rows is None else pl.concat([lake_rows, new_rows]).unique()
+    if ingested.is_empty() or lake_rows is None:
+        return empty
     by_id = ingested.join(lake_rows, left_on="record_id", right_on="lake_record_id", how="inner")
     by_content = (
         ingested.join(by_id.select("record_id"), on="record_id", how="anti")
@@ -629,10 +721,10 @@ def _late_conflicts(outcomes: pl.DataFrame, lake: str, version: int | None) -> p
             on="signal_sha256",
             how="inner",
         )
-        .select(*outcomes.columns, "lake_checksum", "lake_name")
+        .select(*schema.names(), "lake_checksum", "lake_name")
     )
     same = pl.col("lake_checksum") == pl.col("checksum")
-    by_id = by_id.select(*outcomes.columns, "lake_checksum", "lake_name").with_columns(
+    by_id = by_id.select(*schema.names(), "lake_checksum", "lake_name").with_columns(
         status=pl.when(same).then(pl.lit(STATUS_SKIPPED)).otherwise(pl.lit(STATUS_REJECTED)),
         reason=pl.when(same).then(pl.lit(None, pl.String)).otherwise(pl.lit(REASON_DUPLICATE)),
         detail=pl.when(same)
@@ -650,19 +742,27 @@ def _late_conflicts(outcomes: pl.DataFrame, lake: str, version: int | None) -> p
         reason=pl.lit(REASON_DUPLICATE),
         detail=pl.format("the same signal as {} already in {}", "lake_name", pl.lit(ECG_RECORDS)),
     )
-    return pl.concat([by_id, by_content]).select(outcomes.columns)
+    return pl.concat([by_id, by_content]).select(schema.names()).unique("record_id", keep="first")
 
 
-def _apply_updates(outcomes: pl.DataFrame, updates: pl.DataFrame) -> pl.DataFrame:
+def _merge_updates(updates: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """Outcome rows changed after the workers (small): the newest change of a record wins."""
+    if new.is_empty():
+        return updates
+    return pl.concat([updates.join(new.select("record_id"), on="record_id", how="anti"), new])
+
+
+def _apply_updates(outcomes: pl.LazyFrame, updates: pl.DataFrame) -> pl.LazyFrame:
     if updates.is_empty():
         return outcomes
     return pl.concat(
-        [outcomes.join(updates.select("record_id"), on="record_id", how="anti"), updates]
-    ).select(outcomes.columns)
+        [outcomes.join(updates.lazy().select("record_id"), on="record_id", how="anti"), updates.lazy()]
+    )
 
 
 def _commit_all(
-    outcomes: pl.DataFrame,
+    outcomes: pl.LazyFrame,
+    updates: pl.DataFrame,
     files: dict[str, list[commit.PartFile]],
     opts: IngestOptions,
     lake: str,
@@ -676,28 +776,30 @@ def _commit_all(
     committed records in between, the commit fails, the run re-checks what that run added (record ids
     and signal contents), drops those records from its own part files (already committed side tables
     get one swap transaction) and tries again. So every record lands exactly once whatever the overlap.
-    Returns the final outcomes."""
+    Returns the final updates (outcome rows whose status changed after the workers)."""
     metadata = {"rare_ecg.archive": str(opts.archive), "rare_ecg.layout": opts.layout}
     committed: set[str] = set()
     rejects_written: pl.DataFrame | None = None
     checked = known.version
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         version = commit.table_version(lake, ECG_RECORDS)
-        updates = _late_conflicts(outcomes, lake, version)
-        outcomes = _apply_updates(outcomes, updates)
+        late = _late_conflicts(_apply_updates(outcomes, updates), lake, version, known.version)
+        updates = _merge_updates(updates, late)
         if version != checked or attempt == 1:
-            drop: dict[int, set[str]] = defaultdict(set)
+            drop: dict[str, set[str]] = defaultdict(set)
             for rid, key in (
-                updates.filter(pl.col("dup_in_lake").not_()).select("record_id", "batch_key").iter_rows()
+                late.filter(pl.col("dup_in_lake").not_()).select("record_id", "batch_key").iter_rows()
             ):
                 drop[key].add(rid)
             if drop:
                 files = _drop_late(files, drop, lake, opts.run_id, committed, attempt)
         checked = version
 
-        rejected = outcomes.filter(pl.col("status") == STATUS_REJECTED)
-        new_rejects = rejected.with_columns(checksum_key=pl.col("checksum").fill_null("")).join(
-            _known_rejects(lake), on=["source_path", "reason", "checksum_key"], how="anti"
+        rejected = _apply_updates(outcomes, updates).filter(pl.col("status") == STATUS_REJECTED)
+        new_rejects = _collect(
+            rejected.with_columns(checksum_key=pl.col("checksum").fill_null("")).join(
+                _known_rejects(lake), on=["source_path", "reason", "checksum_key"], how="anti"
+            )
         )
         if rejects_written is not None:
             new_rejects = new_rejects.join(rejects_written, on="record_id", how="anti")
@@ -754,7 +856,7 @@ def _commit_all(
                 pinned=True,
             ):
                 summary.committed_tables.append(ECG_RECORDS)
-            return outcomes
+            return updates
         except commit.CommitConflict as conflict:
             log.info("attempt %d: %s; re-checking what the other run committed", attempt, conflict)
     raise RuntimeError(
@@ -765,7 +867,7 @@ def _commit_all(
 
 def _drop_late(
     files: dict[str, list[commit.PartFile]],
-    drop: dict[int, set[str]],
+    drop: dict[str, set[str]],
     lake: str,
     run_id: str,
     committed: set[str],
@@ -797,22 +899,19 @@ def _file_has_records(lake: str, table_name: str, f: commit.PartFile, ids: set[s
 
 
 def _finish(
-    results: list[pa.Table],
-    blobs: dict[int, str],
+    outcomes: pl.LazyFrame,
+    blobs: dict[str, str],
     opts: IngestOptions,
     lake: str,
     known: KnownState,
     summary: IngestSummary,
     before_commit: Callable[[str], None] | None,
 ) -> None:
-    """Driver side, after every worker batch: duplicates, rejects, the commits, then the summary.
-    Works on the outcome table with polars (no per-record Python objects: millions of rows fit)."""
+    """Driver side, after every worker task: duplicates, rejects, the commits, then the summary. Streams
+    over the spooled outcomes with polars: what it collects is the part-file list (one entry per task
+    and table), the changed outcomes and the rejects, not a row per record."""
     files: dict[str, list[commit.PartFile]] = defaultdict(list)
-    table = pa.concat_tables(results) if results else OUTCOME_SCHEMA.empty_table().drop_columns(["files"])
-    outcomes = pl.from_arrow(table.cast(table.schema.set(0, pa.field("batch_key", pa.int32()))))
-    assert isinstance(outcomes, pl.DataFrame)
-    del table, results[:]  # the driver holds the outcomes once
-    outcomes, losers = _resolve_duplicates(outcomes)
+    updates, losers = _resolve_duplicates(outcomes)
     for key, blob in blobs.items():
         for table_name, rows in json.loads(blob).items():
             part_files = [commit.PartFile.from_row(r) for r in rows]
@@ -820,23 +919,22 @@ def _finish(
                 part_files = _drop_records_from_files(lake, table_name, part_files, losers[key], opts.run_id)
             files[table_name].extend(part_files)
 
-    outcomes = _commit_all(outcomes, files, opts, lake, known, summary, before_commit)
+    updates = _commit_all(outcomes, updates, files, opts, lake, known, summary, before_commit)
+    final = _apply_updates(outcomes, updates)
 
-    rejected = outcomes.filter(pl.col("status") == STATUS_REJECTED)
-    status = dict(outcomes.group_by("status").len().iter_rows())
+    status = dict(_collect(final.group_by("status").len()).iter_rows())
     summary.ingested = status.get(STATUS_INGESTED, 0)
     summary.rejected = status.get(STATUS_REJECTED, 0)
     summary.skipped_existing = status.get(STATUS_SKIPPED, 0)
     summary.rejects_by_reason = dict(
-        rejected.group_by("reason").len().sort(["len", "reason"], descending=[True, False]).iter_rows()
+        _collect(final.filter(pl.col("status") == STATUS_REJECTED).group_by("reason").len())
+        .sort(["len", "reason"], descending=[True, False])
+        .iter_rows()
     )
-    ingested = outcomes.filter(pl.col("status") == STATUS_INGESTED)
-    summary.annotations = int(ingested["n_annotations"].sum() or 0)
-    counts = (
-        ingested.select(pl.col("labels").explode().drop_nulls())
-        .group_by("labels")
-        .len()
-        .sort(["len", "labels"], descending=[True, False])
+    ingested = final.filter(pl.col("status") == STATUS_INGESTED)
+    summary.annotations = int(_collect(ingested.select(pl.col("n_annotations").sum())).item() or 0)
+    counts = _collect(ingested.select(pl.col("labels").explode().drop_nulls()).group_by("labels").len()).sort(
+        ["len", "labels"], descending=[True, False]
     )
     label_counts = dict(counts.iter_rows())
     summary.labels = sum(label_counts.values())

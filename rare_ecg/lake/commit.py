@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -105,36 +105,68 @@ def _delta_timestamp(value: datetime, tz: str | None, round_up: bool) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class StatsAccumulator:
+    """Delta per-file statistics of a file written in pieces (row groups): row count, and min/max/null
+    count of string, numeric and timestamp columns, merged over every piece."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self.num_rows = 0
+        self.nulls: dict[str, int] = {}
+        self.types: dict[str, pa.DataType] = {}
+        self.mins: dict[str, Any] = {}
+        self.maxs: dict[str, Any] = {}
+
+    def update(self, table: pa.Table) -> StatsAccumulator:
+        self.num_rows += table.num_rows
+        for name in self.columns:
+            if name not in table.column_names:
+                continue
+            col = table.column(name)
+            self.types[name] = col.type
+            self.nulls[name] = self.nulls.get(name, 0) + col.null_count
+            if not (
+                pa.types.is_timestamp(col.type)
+                or pa.types.is_string(col.type)
+                or pa.types.is_integer(col.type)
+                or pa.types.is_floating(col.type)
+            ) or col.null_count == len(col):
+                continue
+            mm = pc.min_max(col)
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            if pa.types.is_floating(col.type) and (lo != lo or hi != hi):
+                self.mins[name] = self.maxs[name] = float("nan")  # NaN anywhere: no bounds for the file
+                continue
+            if name in self.mins:
+                old_lo, old_hi = self.mins[name], self.maxs[name]
+                if old_lo != old_lo:  # an earlier piece had NaN
+                    continue
+                lo, hi = min(lo, old_lo), max(hi, old_hi)
+            self.mins[name], self.maxs[name] = lo, hi
+        return self
+
+    def json(self) -> str:
+        mins: dict[str, Any] = {}
+        maxs: dict[str, Any] = {}
+        for name, lo in self.mins.items():
+            hi = self.maxs[name]
+            if isinstance(lo, float) and lo != lo:
+                continue
+            col_type = self.types[name]
+            if pa.types.is_timestamp(col_type):
+                tz = cast(pa.TimestampType, col_type).tz
+                mins[name] = _delta_timestamp(lo, tz, round_up=False)
+                maxs[name] = _delta_timestamp(hi, tz, round_up=True)
+            else:
+                mins[name], maxs[name] = _json_scalar(lo), _json_scalar(hi)
+        return json.dumps(
+            {"numRecords": self.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": self.nulls}
+        )
+
+
 def file_stats(table: pa.Table, columns: Sequence[str]) -> str:
     """Delta statistics: row count, and min/max/null count of string, numeric and timestamp columns."""
-    mins: dict[str, Any] = {}
-    maxs: dict[str, Any] = {}
-    nulls: dict[str, int] = {}
-    for name in columns:
-        if name not in table.column_names:
-            continue
-        col = table.column(name)
-        nulls[name] = col.null_count
-        if pa.types.is_timestamp(col.type) and col.null_count < len(col):
-            mm = pc.min_max(col)
-            tz = col.type.tz
-            mins[name] = _delta_timestamp(mm["min"].as_py(), tz, round_up=False)
-            maxs[name] = _delta_timestamp(mm["max"].as_py(), tz, round_up=True)
-            continue
-        if not (
-            pa.types.is_string(col.type) or pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
-        ):
-            continue
-        if col.null_count == len(col):
-            continue
-        mm = pc.min_max(col)
-        lo, hi = mm["min"].as_py(), mm["max"].as_py()
-        if pa.types.is_floating(col.type) and (lo != lo or hi != hi):
-            continue
-        mins[name], maxs[name] = _json_scalar(lo), _json_scalar(hi)
-    return json.dumps(
-        {"numRecords": table.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": nulls}
-    )
+    return StatsAccumulator(columns).update(table).json()
 
 
 def _float_list_encoding(schema: pa.Schema) -> dict[str, str] | None:
@@ -146,6 +178,108 @@ def _float_list_encoding(schema: pa.Schema) -> dict[str, str] | None:
     return cols or None
 
 
+def _partitions(
+    table: pa.Table, partition_cols: Sequence[str]
+) -> list[tuple[dict[str, str | None], pa.Table]]:
+    """(partition values, rows without the partition columns) of each partition value in ``table``."""
+    if not partition_cols:
+        return [({}, table)]
+    keys = table.select(partition_cols).group_by(partition_cols).aggregate([])
+    out = []
+    for key in keys.to_pylist():
+        mask = None
+        for col, value in key.items():
+            cond = pc.equal(table.column(col), value)
+            mask = cond if mask is None else pc.and_(mask, cond)
+        part = table.filter(mask).drop_columns(partition_cols)
+        out.append(({c: None if v is None else str(v) for c, v in key.items()}, part))
+    return out
+
+
+@dataclass
+class _OpenFile:
+    rel: str
+    values: dict[str, str | None]
+    writer: pq.ParquetWriter
+    stats: StatsAccumulator
+
+
+class PartFileWriter:
+    """Streams a table's rows into one Parquet file per partition value, a row group per ``write``,
+    under the table folder; ``close`` returns the PartFiles to commit (statistics over all row groups).
+
+    A worker task that processes many batches writes one file per table instead of one per batch:
+    fewer, larger files for readers and fewer add actions in the commit, at flat memory. Names carry
+    the run id and a random part, so concurrent workers and retried runs never overwrite each other.
+    """
+
+    def __init__(
+        self, lake: str, table_name: str, run_id: str, options: dict[str, str] | None = None
+    ) -> None:
+        self.table_name = table_name
+        self.run_id = run_id
+        self.schema = SCHEMAS[table_name]
+        self.partition_cols = PARTITION_BY[table_name]
+        # ``options``: a worker gets the driver's object-store options (default: the environment's)
+        self.fs, self.base = filesystem(table_uri(lake, table_name), options)
+        self.open: dict[tuple[str | None, ...], _OpenFile] = {}
+        # Row-group statistics only where a reader can use them (not on signal lists and blobs: they
+        # cost a third of writing a waveform and nothing reads them; Delta's own stats are above).
+        self.stat_columns = [
+            f.name
+            for f in self.schema
+            if f.name not in self.partition_cols
+            and not (pa.types.is_list(f.type) or pa.types.is_binary(f.type))
+        ]
+
+    def write(self, table: pa.Table) -> None:
+        table = table.select(self.schema.names).cast(self.schema)
+        if table.num_rows == 0:
+            return
+        for values, part in _partitions(table, self.partition_cols):
+            key = tuple(values[c] for c in self.partition_cols)
+            f = self.open.get(key)
+            if f is None:
+                folder = "/".join(f"{c}={values[c]}" for c in self.partition_cols)
+                name = f"part-{self.run_id}-{uuid.uuid4().hex}.parquet"
+                rel = f"{folder}/{name}" if folder else name
+                self.fs.create_dir(f"{self.base}/{folder}" if folder else self.base, recursive=True)
+                writer = pq.ParquetWriter(
+                    f"{self.base}/{rel}",
+                    part.schema,
+                    filesystem=self.fs,
+                    compression="zstd",
+                    # dictionary encoding of millions of distinct signal values costs more CPU than all
+                    # the rest of a batch's write; float signals compress better split by byte stream
+                    use_dictionary=False,
+                    column_encoding=_float_list_encoding(part.schema),
+                    write_statistics=self.stat_columns,
+                )
+                f = self.open[key] = _OpenFile(
+                    rel, values, writer, StatsAccumulator(STATS_COLUMNS[self.table_name])
+                )
+            f.writer.write_table(part)
+            f.stats.update(part)
+
+    def close(self) -> list[PartFile]:
+        out: list[PartFile] = []
+        for f in self.open.values():
+            f.writer.close()
+            info = self.fs.get_file_info(f"{self.base}/{f.rel}")
+            out.append(
+                PartFile(
+                    path=f.rel,
+                    size=int(info.size or 0),
+                    partition_values=f.values,
+                    modification_time=int(time.time() * 1000),
+                    stats=f.stats.json(),
+                    num_rows=f.stats.num_rows,
+                )
+            )
+        self.open.clear()
+        return out
+
+
 def write_part_files(
     table: pa.Table,
     lake: str,
@@ -153,59 +287,11 @@ def write_part_files(
     run_id: str,
     options: dict[str, str] | None = None,
 ) -> list[PartFile]:
-    """Write `table` (already in the table's schema) as Parquet files under the table folder.
-
-    One file per partition value; names carry the run id and a random part, so concurrent workers and
-    retried runs never overwrite each other.
-    """
-    schema = SCHEMAS[table_name]
-    table = table.select(schema.names).cast(schema)
-    if table.num_rows == 0:
-        return []
-    partition_cols = PARTITION_BY[table_name]
-    root = table_uri(lake, table_name)
-    fs, base = filesystem(root, options)  # ``options``: a worker gets the driver's (default: env)
-    groups: list[tuple[dict[str, str | None], pa.Table]]
-    if partition_cols:
-        keys = table.select(partition_cols).group_by(partition_cols).aggregate([])
-        groups = []
-        for key in keys.to_pylist():
-            mask = None
-            for col, value in key.items():
-                cond = pc.equal(table.column(col), value)
-                mask = cond if mask is None else pc.and_(mask, cond)
-            part = table.filter(mask).drop_columns(partition_cols)
-            groups.append(({c: None if v is None else str(v) for c, v in key.items()}, part))
-    else:
-        groups = [({}, table)]
-    out: list[PartFile] = []
-    for values, part in groups:
-        folder = "/".join(f"{c}={values[c]}" for c in partition_cols)
-        name = f"part-{run_id}-{uuid.uuid4().hex}.parquet"
-        rel = f"{folder}/{name}" if folder else name
-        fs.create_dir(f"{base}/{folder}" if folder else base, recursive=True)
-        pq.write_table(
-            part,
-            f"{base}/{rel}",
-            filesystem=fs,
-            compression="zstd",
-            # dictionary encoding of millions of distinct signal values costs more CPU than all the rest
-            # of a batch's write; float signals compress better split by byte stream
-            use_dictionary=False,
-            column_encoding=_float_list_encoding(part.schema),
-        )
-        info = fs.get_file_info(f"{base}/{rel}")
-        out.append(
-            PartFile(
-                path=rel,
-                size=int(info.size or 0),
-                partition_values=values,
-                modification_time=int(time.time() * 1000),
-                stats=file_stats(part, STATS_COLUMNS[table_name]),
-                num_rows=part.num_rows,
-            )
-        )
-    return out
+    """Write `table` (already in the table's schema) as Parquet files under the table folder: one file
+    per partition value (``PartFileWriter`` in one piece)."""
+    writer = PartFileWriter(lake, table_name, run_id, options)
+    writer.write(table)
+    return writer.close()
 
 
 def commit_files(

@@ -161,3 +161,44 @@ def test_two_concurrent_ingest_processes_commit_every_record_exactly_once(
     labels = read(lake, ECG_LABELS)
     assert labels.height == labels.unique(["record_id", "label"]).height
     assert labels["record_id"].n_unique() == 40
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_run_overtaken_on_a_lake_with_records_rejects_the_signal_the_other_run_committed(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """The lake already holds records when run a starts (the late check reads only what was committed
+    after a's snapshot); run b commits record 1's signal under another name while a is at its commit."""
+    lake = tmp_path / "lake"
+    before = _wfdb_archive(shared_data, tmp_path / "before", 8)
+    for i in range(1, 6):  # the lake holds records 6-8 of another archive
+        for ext in (".hea", ".dat"):
+            (before / f"{i:05d}_lr{ext}").unlink()
+    assert run_ingest(IngestOptions(before, "wfdb", str(lake), "before")).ingested == 3
+    archive_a = _wfdb_archive(shared_data, tmp_path / "a", 5)
+    archive_b = _wfdb_archive(shared_data, tmp_path / "b", 1)
+    _renamed_copy(archive_b, "00001_lr", "zz_renamed_1")
+    for ext in (".hea", ".dat"):
+        (archive_b / f"00001_lr{ext}").unlink()
+
+    class _OtherArchive:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self, table: str) -> None:
+            if table == ECG_RECORDS and self.calls == 0:
+                self.calls += 1
+                other = run_ingest(IngestOptions(archive_b, "wfdb", str(lake), "b", source="other"))
+                assert other.ingested == 1
+
+    summary = run_ingest(IngestOptions(archive_a, "wfdb", str(lake), "a"), before_commit=_OtherArchive())
+    assert (summary.ingested, summary.rejected) == (4, 1)
+    records = read(lake, ECG_RECORDS)
+    assert records.height == records["record_id"].n_unique() == 3 + 1 + 4
+    assert records["signal_sha256"].n_unique() == 8  # record 1's signal once, under b's name
+    assert records.filter(pl.col("ingest_run_id") == "b")["source_path"].to_list() == ["zz_renamed_1"]
+    reject = read(lake, ECG_REJECTS).filter(pl.col("run_id") == "a").row(0, named=True)
+    assert (reject["source_path"], reject["reason"]) == ("00001_lr", "duplicate")
+    assert "other/zz_renamed_1" in reject["detail"]
+    waveforms = read(lake, ECG_WAVEFORMS)
+    assert waveforms.height == 8 and waveforms["record_id"].n_unique() == 8

@@ -15,8 +15,10 @@ from rare_ecg.ingest.pipeline import STAGING_PREFIX, IngestOptions, run_ingest
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("ray_session")]
 
-N_ROWS = 1500
-PAD = 16_000  # bytes of index text per record: the listing is ~24 MB, far above one staged file
+N_ROWS = 3000
+# bytes of index text per record: the listing is ~48 MB, far above one staged file (at most
+# SPOOL_BATCHES * 64 refs: ~4 MB here)
+PAD = 16_000
 
 
 def big_index_archive(root: Path) -> Path:
