@@ -69,7 +69,7 @@ class MimicReader:
                 .unique("subject_id", keep="first")
             )
             records = records.join(patients, on="subject_id", how="left", maintain_order="left")
-        for batch in records.collect_batches(chunk_size=50_000):
+        for batch in records.collect_batches(chunk_size=10_000):
             for row in batch.iter_rows(named=True):
                 meta = {k: v for k, v in row.items() if v is not None and v != "" and v != []}
                 path = meta.get("path", "").strip().removesuffix(".hea")

@@ -56,7 +56,7 @@ class PtbxlReader:
         # Strings throughout: read() interprets each cell, so one odd value never fails the whole table.
         # Batches keep memory flat for a million-row table.
         table = pl.scan_csv(path, infer_schema=False).select(columns)
-        for batch in table.collect_batches(chunk_size=50_000):
+        for batch in table.collect_batches(chunk_size=10_000):
             for row in batch.iter_rows(named=True):
                 filename = (row.pop(filename_column) or "").strip()
                 source_path = filename or f"{DATABASE_CSV}#ecg_id={row['ecg_id']}"

@@ -617,10 +617,14 @@ def _resolve_duplicates(outcomes: pl.LazyFrame) -> tuple[pl.DataFrame, dict[str,
     """In-run duplicates (the same signal under several paths) become rejects. The smallest path wins,
     whatever order the workers finished in, so a re-run makes the same choice. Returns the updated
     outcome rows of the losers and, per task, the record ids whose rows must leave its part files.
-    Streams: only rows whose 64-bit content key repeats are collected."""
+    Streams: the driver holds the 64-bit content keys (8 bytes a record) and the rows whose key repeats."""
     ingested = outcomes.filter(pl.col("status") == STATUS_INGESTED)
-    repeated = ingested.group_by("content_key").agg(pl.len().alias("copies")).filter(pl.col("copies") > 1)
-    candidates = _collect(ingested.join(repeated.select("content_key"), on="content_key", how="semi"))
+    keys = np.sort(_collect(ingested.select("content_key"))["content_key"].to_numpy())  # 8 bytes a record
+    repeated = np.unique(keys[1:][keys[1:] == keys[:-1]])
+    del keys
+    candidates = _collect(
+        ingested.filter(pl.col("content_key").is_in(pl.Series(repeated, dtype=pl.UInt64).implode()))
+    )
     if candidates.is_empty():
         return candidates, {}
     firsts = candidates.group_by("signal_sha256").agg(
