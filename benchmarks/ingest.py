@@ -244,6 +244,13 @@ def main() -> None:
     ray_init_s = time.perf_counter() - t0
     results: list[dict[str, Any]] = []
     WORK.mkdir(parents=True, exist_ok=True)
+    # One untimed run first: Ray starts its worker processes and they import numpy, scipy, pyarrow on the
+    # first tasks of a session. Left in, that cost lands on the smallest archive only and inflates the
+    # marginal rate (2026-12-01: 1,149 rec/s "steady" from runs whose whole-job rate was 425 rec/s).
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        ours(build_archive(WORK / f"ptbxl-v2-{sizes[0]}", sizes[0]), args.rates[0], Path(tmp) / "lake")
+    warmup_s = time.perf_counter() - t0
     for n in sizes:
         archive = build_archive(WORK / f"ptbxl-v2-{n}", n)
         for fs_hz in args.rates:
@@ -289,6 +296,7 @@ def main() -> None:
             "fs_hz": head["fs_hz"],
             "sizes": sizes,
             "ray_init_s": round(ray_init_s, 2),
+            "warmup_run_s": round(warmup_s, 2),
             "pandas": pandas.__version__,
             "runs": results,
             "machine": machine(),

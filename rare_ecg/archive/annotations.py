@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rare_ecg.archive.record import REASON_BAD_METADATA, Annotation, RecordError
@@ -101,26 +103,56 @@ def _row_group_ranges(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, 
     return np.array(lo, dtype=object), np.array(hi, dtype=object)
 
 
+@dataclass(frozen=True)
+class _Group:
+    """One row group's annotations as columns sorted by record, and each record's slice of them."""
+
+    spans: dict[str, tuple[int, int]]
+    labels: list[str]
+    leads: list[str]
+    starts: list[int]
+    ends: list[int]
+
+    def get(self, source_path: str) -> list[Annotation]:
+        lo, hi = self.spans.get(source_path, (0, 0))
+        return [
+            Annotation(label, lead, start, end)
+            for label, lead, start, end in zip(
+                self.labels[lo:hi], self.leads[lo:hi], self.starts[lo:hi], self.ends[lo:hi], strict=True
+            )
+        ]
+
+
 @lru_cache(maxsize=2)
-def _row_group(path: str, mtime_ns: int, index: int) -> dict[str, tuple[Annotation, ...]]:
-    """One row group's annotations by record (two cached: a batch's records are usually neighbours)."""
+def _row_group(path: str, mtime_ns: int, index: int) -> _Group:
+    """One row group's annotations, by record (two cached: a batch's records are usually neighbours).
+    Columnar: a record's Annotation objects are made when it is read (a synthetic record has ~185), and
+    lead names are normalised once per distinct name, not per row."""
     t = pq.ParquetFile(path).read_row_group(index, columns=list(ANNOTATION_COLUMNS))
-    by_record: dict[str, list[Annotation]] = {}
-    for sp, label, lead, start, end in zip(
-        *(t.column(c).to_pylist() for c in ANNOTATION_COLUMNS), strict=True
-    ):
-        lead_name = normalize_lead_name(lead) or lead.strip()
-        by_record.setdefault(sp, []).append(
-            Annotation(label=label, lead=lead_name, start_sample=int(start), end_sample=int(end))
-        )
-    return {k: tuple(v) for k, v in by_record.items()}
+    t = t.take(pc.sort_indices(t.column("source_path")))  # stable: a record keeps its file order
+    paths = t.column("source_path").to_pylist()
+    spans: dict[str, tuple[int, int]] = {}
+    start = 0
+    for i in range(1, len(paths) + 1):
+        if i == len(paths) or paths[i] != paths[start]:
+            spans[paths[start]] = (start, i)
+            start = i
+    raw_leads = t.column("lead").to_pylist()
+    names = {lead: normalize_lead_name(lead) or lead.strip() for lead in set(raw_leads)}
+    return _Group(
+        spans=spans,
+        labels=t.column("label").to_pylist(),
+        leads=[names[lead] for lead in raw_leads],
+        starts=[int(v) for v in t.column("start_sample").to_pylist()],
+        ends=[int(v) for v in t.column("end_sample").to_pylist()],
+    )
 
 
 def _from_parquet(path: str, mtime_ns: int, size: int, source_path: str) -> tuple[Annotation, ...]:
     lo, hi = _row_group_ranges(path, mtime_ns, size)
     found: list[Annotation] = []
     for index in np.flatnonzero((lo <= source_path) & (hi >= source_path)):
-        found.extend(_row_group(path, mtime_ns, int(index)).get(source_path, ()))
+        found.extend(_row_group(path, mtime_ns, int(index)).get(source_path))
     return tuple(found)
 
 

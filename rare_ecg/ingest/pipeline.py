@@ -35,12 +35,13 @@ from rare_ecg.archive.record import (
     REASON_DUPLICATE,
     REASON_READ_ERROR,
     REASON_UNUSABLE_SIGNAL,
+    Annotation,
     EcgRecord,
     RecordError,
     RecordRef,
 )
 from rare_ecg.config import Settings
-from rare_ecg.ingest.rows import build_rows, signal_sha256
+from rare_ecg.ingest.rows import annotations_table, build_rows, signal_sha256
 from rare_ecg.lake import commit, identity
 from rare_ecg.lake.paths import filesystem, normalize_lake, storage_options, table_uri
 from rare_ecg.lake.schema import (
@@ -307,6 +308,7 @@ class BatchProcessor:
                 kept.append((outcome, *done))
         beats = _batch_beats([pre for _, _, pre in kept])
         per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        annotated: list[tuple[str, list[Annotation]]] = []
         for (outcome, rec, pre), rec_beats in zip(kept, beats, strict=True):
             rows = build_rows(
                 rec,
@@ -321,8 +323,12 @@ class BatchProcessor:
             per_table[ECG_RECORDS].append(rows.record)
             per_table[ECG_WAVEFORMS].append(rows.waveform)
             per_table[ECG_LABELS].extend(rows.labels)
-            per_table[ECG_ANNOTATIONS].extend(rows.annotations)
-        return outcomes, {name: _rows_table(name, rows) for name, rows in per_table.items() if rows}
+            if rec.annotations:
+                annotated.append((outcome["record_id"], rec.annotations))
+        tables = {name: _rows_table(name, rows) for name, rows in per_table.items() if rows}
+        if annotated:
+            tables[ECG_ANNOTATIONS] = annotations_table(annotated, self.run_id)
+        return outcomes, tables
 
     def run_task(self, ref_tables: Iterator[pa.Table]) -> pa.Table:
         """A Ray task's batches: one part file per table for all of them (row groups of one batch), and
