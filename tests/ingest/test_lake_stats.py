@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rare_ecg.lake import commit
 
@@ -25,3 +27,51 @@ def test_timestamps_get_min_and_max_that_bound_every_row() -> None:
     assert stats["maxValues"]["recorded_at"] == "2021-07-01 00:00:00.000"  # rounded up: still a bound
     assert stats["nullCount"]["recorded_at"] == 1
     assert stats["minValues"]["rejected_at"] == "2026-01-02T03:04:05.000Z"
+
+
+def test_a_file_written_in_row_groups_has_the_statistics_of_all_its_rows(tmp_path: Path) -> None:
+    """PartFileWriter (one file per worker task, a row group per batch): the file holds every row, one
+    row group per write, and its Delta statistics bound all of them, whichever piece held the extreme."""
+    from rare_ecg.lake.schema import ECG_ANNOTATIONS, SCHEMAS
+
+    schema = SCHEMAS[ECG_ANNOTATIONS]
+
+    def rows(ids: list[str], starts: list[int]) -> pa.Table:
+        n = len(ids)
+        return pa.table(
+            {"record_id": ids, "label": ["PVC"] * n, "lead": ["II"] * n, "start_sample": starts,
+             "end_sample": [s + 10 for s in starts], "ingest_run_id": ["r"] * n},
+            schema=schema,
+        )  # fmt: skip
+
+    pieces = [rows(["m", "c"], [5, 7]), rows(["x", "d"], [1, 9]), rows(["b"], [3])]
+    writer = commit.PartFileWriter(str(tmp_path), ECG_ANNOTATIONS, "r")
+    for piece in pieces:
+        writer.write(piece)
+    (part,) = writer.close()
+    whole = pa.concat_tables(pieces)
+    assert part.num_rows == 5
+    assert json.loads(part.stats) == json.loads(commit.file_stats(whole, ["record_id", "label"]))
+    stats = json.loads(part.stats)
+    assert (stats["minValues"]["record_id"], stats["maxValues"]["record_id"]) == ("b", "x")
+    parquet = pq.ParquetFile(tmp_path / ECG_ANNOTATIONS / part.path)
+    assert parquet.metadata.num_row_groups == 3
+    assert parquet.read().equals(whole)
+
+
+def test_ingest_tasks_are_cut_large_first_and_small_last() -> None:
+    """Guided self-scheduling of the staged listing files: every file once and in order, no task over
+    the cap, task sizes that never grow, and the last ones small, so no worker waits on a big last task."""
+    from rare_ecg.ingest.pipeline import MAX_TASK_REFS, _task_groups
+
+    staged = [(f"f{i}", 64) for i in range(16)] + [(f"g{i}", 256) for i in range(400)]
+    sizes = {uri: n for uri, n in staged}
+    groups = _task_groups(staged, workers=2)
+    assert [uri for group in groups for uri in group] == [uri for uri, _ in staged]
+    refs = [sum(sizes[u] for u in group) for group in groups]
+    assert max(refs) <= MAX_TASK_REFS
+    assert refs[-1] <= 256 and len(groups) < len(staged) / 3
+    assert all(a >= b for a, b in zip(refs[len(refs) // 2 :], refs[len(refs) // 2 + 1 :], strict=False))
+    assert _task_groups([("only", 10)], workers=2) == [["only"]]
+    small = _task_groups([(f"h{i}", 64) for i in range(4)], workers=2)
+    assert len(small) == 4  # a small archive still spreads over both workers
