@@ -654,6 +654,15 @@ def _resolve_duplicates(outcomes: pl.LazyFrame) -> tuple[pl.DataFrame, dict[str,
 COMMIT_ATTEMPTS = 20  # concurrent runs on one lake: how often a run re-checks and retries its commit
 
 
+# An ecg_records row as the late-conflict checks compare it with this run's outcomes.
+_LAKE_ROW = [
+    pl.col("record_id").alias("lake_record_id"),
+    pl.col("checksum").alias("lake_checksum"),
+    pl.col("signal_sha256"),
+    pl.format("{}/{}", pl.col("source").cast(pl.String), "source_path").alias("lake_name"),
+]
+
+
 def _lake_rows_since(lake: str, version: int, since: int | None) -> pl.DataFrame:
     """(record_id, checksum, signal_sha256, lake_name) of the ecg_records rows committed after version
     ``since`` up to ``version`` (concurrent runs'), read from the files those commits added only."""
@@ -675,12 +684,7 @@ def _lake_rows_since(lake: str, version: int, since: int | None) -> pl.DataFrame
     table = dataset.to_table(columns=columns)
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    return frame.select(
-        pl.col("record_id").alias("lake_record_id"),
-        pl.col("checksum").alias("lake_checksum"),
-        "signal_sha256",
-        pl.format("{}/{}", pl.col("source").cast(pl.String), "source_path").alias("lake_name"),
-    )
+    return frame.select(_LAKE_ROW)
 
 
 def _late_conflicts(
@@ -697,12 +701,7 @@ def _late_conflicts(
     lake_rows = (
         _lake_records(lake, version)
         .filter(pl.col("signal_sha256").is_in(named["signal_sha256"].implode()))
-        .select(
-            pl.col("record_id").alias("lake_record_id"),
-            pl.col("checksum").alias("lake_checksum"),
-            "signal_sha256",
-            pl.format("{}/{}", "source", "source_path").alias("lake_name"),
-        )
+        .select(_LAKE_ROW)
         .collect()
         if not named.is_empty()
         else None

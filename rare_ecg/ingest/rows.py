@@ -140,7 +140,4 @@ def annotations_table(records: Sequence[tuple[str, Sequence[Annotation]]], run_i
         "end_sample": pa.array([a.end_sample for a in anns], pa.int32()),
         "ingest_run_id": pa.array([run_id] * len(anns), pa.string()),
     }
-    schema = SCHEMAS[ECG_ANNOTATIONS]
-    return pa.table(
-        {name: columns[name].cast(schema.field(name).type) for name in schema.names}, schema=schema
-    )
+    return pa.Table.from_pydict(columns, schema=SCHEMAS[ECG_ANNOTATIONS])
