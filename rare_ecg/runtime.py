@@ -22,6 +22,37 @@ _verbose = False
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune", "ray.air")
 
 
+# glibc malloc: below this size memory comes from the heap, not a fresh mmap (32 MiB: glibc's ceiling),
+# and freed heap memory is kept up to TRIM bytes instead of being handed back to the kernel at once
+MALLOC_MMAP_THRESHOLD = 32 * 1024 * 1024
+MALLOC_TRIM_THRESHOLD = 1024 * 1024 * 1024
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
+_allocator_tuned: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Keep numpy's short-lived temporaries of a few MB in the process heap (glibc only; a no-op
+    elsewhere). By default glibc maps every large array fresh and returns it on free, so each batch
+    of signal filtering pays the kernel's page faults again: on the 2-core machine of
+    benchmarks/README.md that was a fifth of an ingest worker's time. Returns whether it took effect;
+    idempotent, once per process."""
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        import ctypes
+
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (AttributeError, OSError):
+            _allocator_tuned = False
+        else:
+            mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            _allocator_tuned = bool(
+                mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
+                and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
+            )
+    return _allocator_tuned
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Our INFO lines always; Ray's logs, progress logging and warnings only with ``verbose``."""
     global _verbose

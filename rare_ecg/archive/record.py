@@ -111,7 +111,13 @@ class EcgRecord:
     def n_samples(self) -> int:
         return int(self.digital.shape[1])
 
-    def physical_mv(self) -> np.ndarray:
-        """(n_leads, n_samples) float64 mV; NaN where the ADC wrote its invalid-sample marker."""
-        mv = (self.digital - self.baseline[:, None]) / self.adc_gain[:, None]
-        return np.where(self.digital == INVALID_ADC, np.nan, mv)
+    def physical_mv(self, dtype: type[np.floating[Any]] = np.float64) -> np.ndarray:
+        """(n_leads, n_samples) mV (float64 unless ``dtype`` says otherwise); NaN where the ADC wrote its
+        invalid-sample marker."""
+        mv = self.digital.astype(dtype)
+        mv -= self.baseline[:, None].astype(dtype)
+        mv /= self.adc_gain[:, None].astype(dtype)
+        invalid = self.digital == INVALID_ADC
+        if invalid.any():
+            mv[invalid] = np.nan
+        return mv

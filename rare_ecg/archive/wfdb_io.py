@@ -249,13 +249,15 @@ def read_wfdb_record(root: Path, source_path: str) -> RawRecord:
     extension; it names the record in errors). The header and every signal file it names must resolve
     inside ``root``: anything else is rejected as unsafe_path before it is opened."""
     where = source_path
-    hea_path = Path(inside_root(root, os.path.join(root, f"{source_path}.hea"), where))
+    hea_path = inside_root(
+        root, os.path.join(root, f"{source_path}.hea"), where
+    )  # a str: no pathlib per record
     try:
         with open(hea_path, "rb") as f:
             header_bytes = f.read()
     except FileNotFoundError:
         raise RecordError(
-            REASON_MISSING_FILE, f"{where}: header file {hea_path.name} does not exist"
+            REASON_MISSING_FILE, f"{where}: header file {os.path.basename(hea_path)} does not exist"
         ) from None
     try:
         text = header_bytes.decode("utf-8")
@@ -346,7 +348,7 @@ def _is_fast(header: Header, groups: dict[str, list[int]]) -> bool:
     return True
 
 
-def _read_samples(header: Header, root: Path, hea_path: Path, where: str) -> tuple[np.ndarray, list[bytes]]:
+def _read_samples(header: Header, root: Path, hea_path: str, where: str) -> tuple[np.ndarray, list[bytes]]:
     groups = _file_groups(header)
     folder = os.path.dirname(hea_path)
     # every file checked before any is opened; the resolved path is the one opened
@@ -365,9 +367,8 @@ def _read_samples(header: Header, root: Path, hea_path: Path, where: str) -> tup
     n_samples = header.n_samples
     parts: list[tuple[list[int], np.ndarray]] = []
     for (file_name, idx), data in zip(groups.items(), file_bytes, strict=True):
-        path = hea_path.parent / file_name
-        if path.suffix.lower() == ".mat":
-            frames = _mat_frames(data, len(idx), path, where)
+        if file_name.lower().endswith(".mat"):
+            frames = _mat_frames(data, len(idx), Path(folder, file_name), where)
         else:
             frames = _dat_frames(data, header.signals[idx[0]], len(idx), n_samples)
         if n_samples is None:
@@ -375,7 +376,8 @@ def _read_samples(header: Header, root: Path, hea_path: Path, where: str) -> tup
         elif frames.shape[0] < n_samples:
             raise RecordError(
                 REASON_TRUNCATED_SIGNAL,
-                f"{where}: {path.name} holds {frames.shape[0]} samples per signal; the header says {n_samples}",
+                f"{where}: {os.path.basename(file_name)} holds {frames.shape[0]} samples per signal; "
+                f"the header says {n_samples}",
             )
         parts.append((idx, frames[:n_samples]))
     if len(parts) == 1 and parts[0][0] == list(range(header.n_sig)):
@@ -441,7 +443,7 @@ def _mat_with_scipy(data: bytes, n_in_file: int, path: Path, where: str) -> np.n
 
 
 def _read_with_wfdb(
-    header: Header, hea_path: Path, groups: dict[str, list[int]], file_bytes: list[bytes], where: str
+    header: Header, hea_path: str, groups: dict[str, list[int]], file_bytes: list[bytes], where: str
 ) -> np.ndarray:
     """Samples of formats this module does not decode itself, through wfdb.rdrecord (slower)."""
     import wfdb
@@ -460,7 +462,7 @@ def _read_with_wfdb(
                 f"in format {spec.fmt} need {needed}",
             )
     try:
-        record = wfdb.rdrecord(str(hea_path.with_suffix("")), physical=False, return_res=32)
+        record = wfdb.rdrecord(hea_path[: -len(".hea")], physical=False, return_res=32)
     except Exception as exc:  # wfdb raises bare ValueError/IndexError/... for undecodable files
         raise RecordError(
             REASON_UNUSABLE_SIGNAL, f"{where}: wfdb could not decode the signal: {type(exc).__name__}: {exc}"

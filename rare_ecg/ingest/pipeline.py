@@ -52,9 +52,8 @@ from rare_ecg.lake.schema import (
     ECG_WAVEFORMS,
     SCHEMAS,
 )
-from rare_ecg.runtime import init_ray
-from rare_ecg.signals.preprocess import Preprocessed, preprocess
-from rare_ecg.signals.rpeaks import beat_positions_batch
+from rare_ecg.runtime import init_ray, tune_allocator
+from rare_ecg.signals.preprocess import preprocess_many
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +238,10 @@ class BatchProcessor:
         self.secret = secret
         # the driver's object-store options (credentials: never in a repr), not the worker's environment
         self.storage: dict[str, str] | None = json.loads(storage.reveal()) if storage is not None else None
+        tune_allocator()  # the filters' temporaries stay in the heap (benchmarks/README.md)
 
-    def _one(self, ref: RecordRef) -> tuple[dict[str, Any], tuple[EcgRecord, Preprocessed] | None]:
-        """Read, check and preprocess one record: its outcome, and what its rows are built from."""
+    def _one(self, ref: RecordRef) -> tuple[dict[str, Any], EcgRecord | None]:
+        """Read and check one record: its outcome, and the record when it is to be preprocessed."""
         out: dict[str, Any] = {
             "record_id": identity.record_id(self.source, ref.record_key),
             "source_path": ref.source_path,
@@ -282,34 +282,37 @@ class BatchProcessor:
                 dup_in_lake=True,
             )
             return out, None
-        try:
-            pre = preprocess(rec.physical_mv(), rec.fs_hz, rec.lead_names, self.model_fs_hz, self.notch_hz)
-        except ValueError as err:
-            out.update(reason=REASON_UNUSABLE_SIGNAL, detail=str(err))
-            return out, None
-        out["status"] = STATUS_INGESTED
-        out["labels"] = [lab.code or f"?{lab.source_code}" for lab in rec.labels]
-        out["n_annotations"] = len(rec.annotations)
-        return out, (rec, pre)
+        return out, rec
 
     def process(self, batch: pa.Table) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
         """One batch of refs: each ref's outcome, and the batch's rows of every worker table."""
         outcomes: list[dict[str, Any]] = []
-        kept: list[tuple[dict[str, Any], EcgRecord, Preprocessed]] = []
+        read: list[tuple[dict[str, Any], EcgRecord]] = []
         for path, meta, key in zip(
             batch.column("source_path").to_pylist(),
             batch.column("meta").to_pylist(),
             batch.column("key").to_pylist(),
             strict=True,
         ):
-            outcome, done = self._one(RecordRef(path, json.loads(meta), key))
+            outcome, rec = self._one(RecordRef(path, json.loads(meta), key))
             outcomes.append(outcome)
-            if done is not None:
-                kept.append((outcome, *done))
-        beats = _batch_beats([pre for _, _, pre in kept])
+            if rec is not None:
+                read.append((outcome, rec))
+        # the batch's records filtered together (R peaks included): the bulk of a worker's time
+        pres = preprocess_many(
+            [(rec.physical_mv(np.float32), rec.fs_hz, rec.lead_names) for _, rec in read],
+            self.model_fs_hz,
+            self.notch_hz,
+        )
         per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
         annotated: list[tuple[str, list[Annotation]]] = []
-        for (outcome, rec, pre), rec_beats in zip(kept, beats, strict=True):
+        for (outcome, rec), pre in zip(read, pres, strict=True):
+            if isinstance(pre, ValueError):
+                outcome.update(reason=REASON_UNUSABLE_SIGNAL, detail=str(pre))
+                continue
+            outcome["status"] = STATUS_INGESTED
+            outcome["labels"] = [lab.code or f"?{lab.source_code}" for lab in rec.labels]
+            outcome["n_annotations"] = len(rec.annotations)
             rows = build_rows(
                 rec,
                 pre,
@@ -318,7 +321,6 @@ class BatchProcessor:
                 secret=self.secret,
                 ingested_at=self.ingested_at,
                 content_sha256=outcome["signal_sha256"],
-                beats=rec_beats,
             )
             per_table[ECG_RECORDS].append(rows.record)
             per_table[ECG_WAVEFORMS].append(rows.waveform)
@@ -354,23 +356,6 @@ class BatchProcessor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         """One batch as a task of its own (benchmarks and tests)."""
         return self.run_task(iter([batch]))
-
-
-def _batch_beats(pres: list[Preprocessed]) -> list[np.ndarray]:
-    """beat_positions of every preprocessed record, detected together for records of one shape (the
-    filters run once over the stack instead of once per record)."""
-    out: list[np.ndarray] = [np.zeros(0, np.int32)] * len(pres)
-    groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
-    for i, pre in enumerate(pres):
-        groups[(pre.signal.shape[0], pre.valid_samples, pre.fs_hz)].append(i)
-    for (_, valid, fs_hz), idx in groups.items():
-        # (batch, n_windows, 12, win) -> (batch, 12, n_windows * win): the windows side by side
-        stack = np.stack([pres[i].signal for i in idx])
-        b, w, leads, win = stack.shape
-        flat = stack.transpose(0, 2, 1, 3).reshape(b, leads, w * win)
-        for i, beats in zip(idx, beat_positions_batch(flat, valid, fs_hz), strict=True):
-            out[i] = beats
-    return out
 
 
 _PROCESSORS: dict[str, BatchProcessor] = {}

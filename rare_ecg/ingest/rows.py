@@ -15,7 +15,6 @@ from rare_ecg.archive.record import Annotation, EcgRecord
 from rare_ecg.lake import identity
 from rare_ecg.lake.schema import ECG_ANNOTATIONS, MEASUREMENT_COLUMNS, SCHEMAS
 from rare_ecg.signals.preprocess import PREPROCESSING_VERSION, Preprocessed
-from rare_ecg.signals.rpeaks import beat_positions
 
 FLAG_UNMAPPED_LABEL = "unmapped_label"
 
@@ -59,10 +58,7 @@ def build_rows(
     secret: identity.Secret,
     ingested_at: datetime,
     content_sha256: str | None = None,
-    beats: np.ndarray | None = None,
 ) -> RecordRows:
-    """``beats``: the record's beat_positions when the caller detected them for a whole batch
-    (rare_ecg.signals.rpeaks.beat_positions_batch); else they are detected here."""
     rid = record_id  # identity.record_id of the record's key (rate-independent where the archive has one)
     flags = list(dict.fromkeys([*rec.flags, *pre.flags]))
     if any(lab.code is None for lab in rec.labels):
@@ -109,9 +105,7 @@ def build_rows(
         "quality_flags": list(pre.flags),
         "preprocessing_version": PREPROCESSING_VERSION,
         "ingest_run_id": run_id,
-        "beat_positions": beats
-        if beats is not None
-        else beat_positions(model_signal, pre.valid_samples, pre.fs_hz),
+        "beat_positions": pre.beat_positions,
     }
     labels = [
         {

@@ -184,6 +184,13 @@ def _partitions(
     """(partition values, rows without the partition columns) of each partition value in ``table``."""
     if not partition_cols:
         return [({}, table)]
+    single = [pc.unique(table.column(c)) for c in partition_cols]
+    if all(len(u) == 1 for u in single):  # the usual batch: one source; no copy of its rows
+        values = {
+            c: None if u[0].as_py() is None else str(u[0].as_py())
+            for c, u in zip(partition_cols, single, strict=True)
+        }
+        return [(values, table.drop_columns(list(partition_cols)))]
     keys = table.select(partition_cols).group_by(partition_cols).aggregate([])
     out = []
     for key in keys.to_pylist():

@@ -53,6 +53,14 @@ def _zero_phase_gains(fs_hz: float, nfft: int) -> tuple[np.ndarray, np.ndarray]:
     return gain(_bandpass_sos(fs_hz)), gain(_highpass_sos(fs_hz))
 
 
+@lru_cache(maxsize=64)
+def qrs_gains(fs_hz: float, nfft: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (QRS band-pass, 1 Hz high-pass) zero-phase gains on an rfft grid of nfft points, for
+    callers that already hold a signal's spectrum (rare_ecg.signals.preprocess)."""
+    band, high = _zero_phase_gains(fs_hz, nfft)
+    return band.astype(np.float32), high.astype(np.float32)
+
+
 def _zero_phase(x: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """(QRS band, baseline-free signal) of x along its last axis: the zero-phase filters of sosfiltfilt,
     with its odd extension at both ends (padlen = min(n - 1, one second)), in one FFT round trip per
@@ -77,14 +85,27 @@ def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
     return np.asarray(uniform_filter1d(x, width, axis=-1, mode="constant", cval=0.0))
 
 
+def _percentile_last(x: np.ndarray, q: float) -> np.ndarray:
+    """np.percentile(x, q, axis=-1, keepdims=True) (linear interpolation) by one partition: a third of
+    np.percentile's time on a batch of envelopes."""
+    n = x.shape[-1]
+    pos = q / 100.0 * (n - 1)
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, n - 1)
+    part = np.partition(x, (lo, hi) if hi != lo else lo, axis=-1)
+    a, b = part[..., lo : lo + 1], part[..., hi : hi + 1]
+    return a + (b - a) * np.asarray(pos - lo, dtype=x.dtype)
+
+
 def _qrs_envelope(band: np.ndarray, fs_hz: float) -> np.ndarray:
     """(..., n_leads, n) QRS band -> (..., n): sum over leads of the integrated squared slope of the
     band, each lead scaled to its beats."""
-    energy = np.gradient(band, axis=-1) ** 2
+    energy = np.gradient(band, axis=-1)
+    energy *= energy
     env = _moving_average(energy, max(1, round(INTEGRATION_S * fs_hz)))
     # Scale each lead by a high percentile so one large-amplitude lead cannot hide the others;
     # flat (absent) leads have zero scale and contribute nothing.
-    scale = np.percentile(env, 99, axis=-1, keepdims=True)
+    scale = _percentile_last(env, 99)
     env = np.divide(env, scale, out=np.zeros_like(env), where=scale > 1e-12)
     return env.sum(axis=-2)
 
@@ -102,29 +123,39 @@ def detect_r_peaks(signal: np.ndarray, fs_hz: float) -> np.ndarray:
 
 def detect_r_peaks_batch(signals: np.ndarray, fs_hz: float) -> list[np.ndarray]:
     """detect_r_peaks of each (n_leads, n) record of a (batch, n_leads, n) array, with the filtering
-    done for the whole batch at once (the per-record cost of ingestion). Every record's result is
-    exactly what detect_r_peaks gives for it alone: no step mixes records."""
+    done for the whole batch at once. Every record's result is exactly what detect_r_peaks gives for it
+    alone: no step mixes records."""
     if fs_hz <= 0:
         raise ValueError(f"fs_hz must be positive; got {fs_hz}")
     x = np.asarray(signals, dtype=np.float32)
     if x.ndim != 3:
         raise ValueError(f"signals must be (batch, n_leads, n); got shape {x.shape}")
     x = np.where(np.isfinite(x), x, 0.0)
-    n = x.shape[-1]
+    if x.shape[-1] < fs_hz or x.shape[0] == 0:
+        return [np.zeros(0, dtype=np.int64)] * x.shape[0]
+    band, high = _zero_phase(x, fs_hz)
+    return r_peaks_from_filtered(band, high, fs_hz)
+
+
+def r_peaks_from_filtered(band: np.ndarray, high: np.ndarray, fs_hz: float) -> list[np.ndarray]:
+    """The detector after its filters: R peaks (sorted unique int64) of each record of (batch, n_leads,
+    n) arrays of its QRS band and its baseline-free signal (zero on absent leads); records without a
+    non-zero lead, or under a second long, have none."""
+    n = band.shape[-1]
     empty = np.zeros(0, dtype=np.int64)
-    if n < fs_hz or x.shape[0] == 0:
-        return [empty] * x.shape[0]
-    live = np.flatnonzero(np.any(x, axis=(1, 2)))
-    out = [empty] * x.shape[0]
+    out = [empty] * band.shape[0]
+    if n < fs_hz:
+        return out
+    live = np.flatnonzero(np.any(band, axis=(1, 2)))
     if live.size == 0:
         return out
-    x = x[live]
-    band, hp = _zero_phase(x, fs_hz)
+    if live.size < band.shape[0]:
+        band, high = band[live], high[live]
     env = _qrs_envelope(band, fs_hz)
     # Move each beat to the apex of the absolute, baseline-free signal summed over leads (the R or S
     # apex of the dominant deflection), so peaks line up with what a reader marks as R.
-    sd = hp.std(axis=-1, keepdims=True)
-    apex = np.abs(np.divide(hp, sd, out=np.zeros_like(hp), where=sd > 1e-12)).sum(axis=-2)
+    sd = high.std(axis=-1, keepdims=True)
+    apex = np.abs(np.divide(high, sd, out=np.zeros_like(high), where=sd > 1e-12)).sum(axis=-2)
     distance = max(1, round(REFRACTORY_S * fs_hz))
     n_top = max(3, int(n / fs_hz * MIN_RATE_BPM / 60.0))
     half = max(1, round(REFINE_S * fs_hz))
@@ -144,18 +175,6 @@ def detect_r_peaks_batch(signals: np.ndarray, fs_hz: float) -> list[np.ndarray]:
         refined = idx[np.arange(beats.size), np.argmax(apex[k][idx], axis=1)]
         out[i] = np.unique(refined.astype(np.int64))
     return out
-
-
-def beat_positions(signal: np.ndarray, valid_samples: int, fs_hz: float) -> np.ndarray:
-    """R peaks of a whole model-rate record: ``signal`` is (n_leads, n) with the record's windows side
-    by side (as stored in ecg_waveforms), of which the first ``valid_samples`` are real signal and the
-    rest zero padding. Returns int32 sample indices (the lake's beat_positions column)."""
-    return detect_r_peaks(signal[..., :valid_samples], fs_hz).astype(np.int32)
-
-
-def beat_positions_batch(signals: np.ndarray, valid_samples: int, fs_hz: float) -> list[np.ndarray]:
-    """beat_positions of a (batch, n_leads, n) stack of records with the same valid length."""
-    return [b.astype(np.int32) for b in detect_r_peaks_batch(signals[..., :valid_samples], fs_hz)]
 
 
 def heart_rate_bpm(r_peaks: np.ndarray, fs_hz: float) -> float:

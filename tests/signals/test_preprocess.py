@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
+import wfdb
 
 from rare_ecg.signals.leads import CANONICAL_LEADS, normalize_lead_name
 from rare_ecg.signals.preprocess import (
@@ -14,7 +18,9 @@ from rare_ecg.signals.preprocess import (
     FLAG_PADDED,
     bandpass_resample,
     preprocess,
+    preprocess_many,
 )
+from rare_ecg.signals.rpeaks import detect_r_peaks
 
 FILE_ORDER = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
@@ -119,3 +125,53 @@ def test_mains_notch_removes_50hz_at_500hz_model_rate() -> None:
     x = (np.sin(2 * np.pi * 50 * t) + np.sin(2 * np.pi * 10 * t))[None]
     y = bandpass_resample(x, 500, 500, notch_hz=50.0)[0]
     np.testing.assert_allclose(y[1000:4000], np.sin(2 * np.pi * 10 * t)[1000:4000], atol=0.03)
+
+
+def test_a_batch_gives_each_record_what_it_gives_alone() -> None:
+    """preprocess_many filters records of one rate and length together: every result is the record's
+    own (signal, mask, flags and R peaks), whatever else is in the batch; unusable ones keep their error."""
+    records = [
+        (ecg_like(500, 10, seed=1), 500.0, FILE_ORDER),
+        (ecg_like(100, 10, seed=2), 100.0, FILE_ORDER),
+        (ecg_like(500, 0.5), 500.0, FILE_ORDER),  # under 1 s
+        (ecg_like(500, 10, n_leads=3, seed=3), 500.0, ["V2", "II", "AVL"]),
+        (ecg_like(500, 10, seed=4), 500.0, FILE_ORDER),
+        (ecg_like(257, 30, seed=5), 257.0, FILE_ORDER),
+    ]
+    records[4][0][5] = 0.3  # a flat lead in one record of the 500 Hz group
+    batch = preprocess_many(records, 100)
+    assert isinstance(batch[2], ValueError) and "under 1 s" in str(batch[2])
+    for (signal, fs_hz, leads), got in zip(records, batch, strict=True):
+        if isinstance(got, ValueError):
+            continue
+        alone = preprocess(signal.copy(), fs_hz, list(leads), 100)
+        assert got.flags == alone.flags and got.valid_samples == alone.valid_samples
+        np.testing.assert_array_equal(got.lead_mask, alone.lead_mask)
+        np.testing.assert_array_equal(got.signal, alone.signal)
+        np.testing.assert_array_equal(got.beat_positions, alone.beat_positions)
+        assert got.beat_positions.dtype == np.int32 and got.beat_positions.size >= 10
+    assert FLAG_FLAT_LEAD in batch[4].flags and FLAG_FLAT_LEAD not in batch[0].flags
+
+
+@pytest.mark.timeout(300)
+def test_r_peaks_from_the_filter_spectrum_are_those_of_the_stored_signal(shared_data: Path) -> None:
+    """preprocess detects R peaks from the spectrum it filters the record with (no second filtering
+    pass). On 120 real PTB-XL records at both rates they are the peaks detect_r_peaks finds on the
+    stored, standardised signal: every one within one model-rate sample, and nearly all identical."""
+    root = shared_data / "ptbxl-sample"
+    with open(root / "ptbxl_database.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:120]
+    for column, fs_hz in (("filename_lr", 100), ("filename_hr", 500)):
+        total = identical = 0
+        for row in rows:
+            signal, fields = wfdb.rdsamp(str(root / row[column]))
+            pre = preprocess(signal.T, fs_hz, list(fields["sig_name"]), 100)
+            stored = pre.signal.transpose(1, 0, 2).reshape(12, -1)[:, : pre.valid_samples]
+            expected = detect_r_peaks(stored, 100)
+            assert pre.beat_positions.size == expected.size, row["ecg_id"]
+            diff = np.abs(pre.beat_positions.astype(np.int64) - expected)
+            assert diff.max(initial=0) <= 1, row["ecg_id"]
+            total += expected.size
+            identical += int((diff == 0).sum())
+        assert total > 1000
+        assert identical / total >= 0.995
