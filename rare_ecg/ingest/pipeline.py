@@ -68,12 +68,12 @@ STAGING_PREFIX = "_ingest_listing-"
 # Worker batches per staged listing file: the first files hold one batch each (a small archive still
 # spreads over every worker), later ones SPOOL_BATCHES (a million records make ~4,000 files).
 SPOOL_BATCHES = 4
-# Refs per Ray task at most. Tasks are cut from the staged files largest first, each about 1/(2 workers)
-# of what is left (guided self-scheduling): few tasks, so Ray Data's ~0.15 s between a task's end and
-# the next one's start on that worker costs little, and small ones at the end, so no worker idles while
-# another finishes a big one. Each task writes one part file per table (1,024 records: ~25 MB of
-# ecg_records at 100 Hz, ~120 MB at 500 Hz).
-MAX_TASK_REFS = 1024
+# Refs per Ray task at most (about 6 s of a worker at 100 Hz). Tasks are equal shares of the staged
+# files, a multiple of the workers: Ray Data leaves a worker idle ~0.15 s between one task and its next,
+# so the fewer tasks the better, and equal ones started together finish together (benchmarks/README.md:
+# 12 tasks of 136-1,024 refs took 4.7 s for 5,000 records, 2 tasks 4.1 s). The cap keeps progress and
+# part files (one per task and table: ~100 MB of ecg_records at 100 Hz, ~500 MB at 500 Hz) bounded.
+MAX_TASK_REFS = 4096
 
 STATUS_INGESTED = "ingested"
 STATUS_REJECTED = "rejected"
@@ -426,21 +426,23 @@ def _spool_listing(reader: ArchiveReader, staging: str, batch_size: int) -> tupl
 def _task_groups(
     staged: list[tuple[str, int]], workers: int, max_refs: int = MAX_TASK_REFS
 ) -> list[list[str]]:
-    """The staged files cut into Ray tasks in listing order: each task about what is left divided by
-    twice the workers, at least one file and at most ``max_refs`` refs (guided self-scheduling)."""
-    left = sum(n for _, n in staged)
+    """The staged files cut into Ray tasks in listing order: a multiple of ``workers`` tasks of about
+    equal size, at most ``max_refs`` refs each unless one file holds more (files are never split)."""
+    workers = max(1, workers)
+    total = sum(n for _, n in staged)
+    n_tasks = min(len(staged), workers * max(1, -(-total // (workers * max_refs))))
     groups: list[list[str]] = []
-    i = 0
-    while i < len(staged):
-        target = min(max_refs, -(-left // (2 * max(1, workers))))
-        group: list[str] = []
-        refs = 0
-        while i < len(staged) and (not group or refs + staged[i][1] <= target):
-            group.append(staged[i][0])
-            refs += staged[i][1]
-            i += 1
+    group: list[str] = []
+    done = 0
+    for uri, n in staged:
+        group.append(uri)
+        done += n
+        # close the task at the next of n_tasks equal shares of the listing
+        if done * n_tasks >= (len(groups) + 1) * total:
+            groups.append(group)
+            group = []
+    if group:
         groups.append(group)
-        left -= refs
     return groups
 
 
@@ -469,7 +471,26 @@ def _process(
     tasks = _task_groups(staged, n_workers)
     # one block per task, read by the task that processes it (Ray's own Parquet reader may merge small
     # files into one block, which one task would then process serially)
-    ds = ray.data.from_items([{"uris": uris} for uris in tasks], override_num_blocks=len(tasks)).map_batches(
+    with _scheduling_for_small_outputs():  # the dataset takes a copy of the context when it is made
+        ds = _ingest_dataset(opts, reader, lake, known, tasks, secret, n_workers)
+        files, blobs = _run_tasks(ds, spool, total, t0, progress)
+    return files, blobs
+
+
+def _ingest_dataset(
+    opts: IngestOptions,
+    reader: ArchiveReader,
+    lake: str,
+    known: KnownState,
+    tasks: list[list[str]],
+    secret: identity.Secret,
+    n_workers: int,
+) -> Any:
+    import ray
+
+    return ray.data.from_items(
+        [{"uris": uris} for uris in tasks], override_num_blocks=len(tasks)
+    ).map_batches(
         cast(Any, process_staged),  # Ray's stub does not model keyword-only fn_kwargs
         batch_size=1,
         batch_format="pyarrow",
@@ -490,24 +511,51 @@ def _process(
             "storage": identity.Secret(json.dumps(storage_options() or {}).encode()),
         },
     )
+
+
+def _run_tasks(
+    ds: Any, spool: Path, total: int, t0: float, progress: Callable[[int, int, float], None] | None
+) -> tuple[list[str], dict[str, str]]:
     files: list[str] = []
     blobs: dict[str, str] = {}
     done = 0
     for out in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        assert isinstance(out, pa.Table)
-        # a result block may hold several tasks' outcomes: one part-file blob per task key
-        for key, blob in zip(
-            out.column("batch_key").to_pylist(), out.column("files").to_pylist(), strict=True
-        ):
-            if blob is not None:
-                blobs[key] = blob
-        path = spool / f"outcomes-{len(files):06d}.parquet"
-        pq.write_table(out.drop_columns(["files"]), path)
-        files.append(str(path))
-        done += out.num_rows
+        done = _spool_block(out, spool, files, blobs, done)
         if progress is not None:
             progress(done, total, time.perf_counter() - t0)
     return files, blobs
+
+
+@contextlib.contextmanager
+def _scheduling_for_small_outputs() -> Iterator[None]:
+    """Ray Data's defaults hold back the one operator here, whose outputs are small outcome tables the
+    driver spools at once (benchmarks/README.md): a per-operator resource reservation made it start one
+    task and add the second only when the first had finished, and downstream-capacity backpressure ran
+    the last tasks one at a time. Both off (documented DataContext settings) while the ingest dataset
+    is made and run, then restored."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.op_resource_reservation_enabled, ctx.downstream_capacity_backpressure_ratio)
+    ctx.op_resource_reservation_enabled = False
+    ctx.downstream_capacity_backpressure_ratio = None
+    try:
+        yield
+    finally:
+        ctx.op_resource_reservation_enabled, ctx.downstream_capacity_backpressure_ratio = saved
+
+
+def _spool_block(out: pa.Table, spool: Path, files: list[str], blobs: dict[str, str], done: int) -> int:
+    """One result block to the local outcome spool; returns the outcomes seen so far."""
+    assert isinstance(out, pa.Table)
+    # a result block may hold several tasks' outcomes: one part-file blob per task key
+    for key, blob in zip(out.column("batch_key").to_pylist(), out.column("files").to_pylist(), strict=True):
+        if blob is not None:
+            blobs[key] = blob
+    path = spool / f"outcomes-{len(files):06d}.parquet"
+    pq.write_table(out.drop_columns(["files"]), path)
+    files.append(str(path))
+    return done + out.num_rows
 
 
 def _drop_records_from_files(

@@ -59,9 +59,10 @@ def test_a_file_written_in_row_groups_has_the_statistics_of_all_its_rows(tmp_pat
     assert parquet.read().equals(whole)
 
 
-def test_ingest_tasks_are_cut_large_first_and_small_last() -> None:
-    """Guided self-scheduling of the staged listing files: every file once and in order, no task over
-    the cap, task sizes that never grow, and the last ones small, so no worker waits on a big last task."""
+def test_ingest_tasks_are_equal_shares_a_multiple_of_the_workers() -> None:
+    """The staged listing files cut into tasks: every file once and in order, a multiple of the workers
+    of about equal size (both workers start together and finish together: each task boundary costs a
+    worker Ray Data's gap before its next task), and none over the cap unless one file is."""
     from rare_ecg.ingest.pipeline import MAX_TASK_REFS, _task_groups
 
     staged = [(f"f{i}", 64) for i in range(16)] + [(f"g{i}", 256) for i in range(400)]
@@ -69,9 +70,11 @@ def test_ingest_tasks_are_cut_large_first_and_small_last() -> None:
     groups = _task_groups(staged, workers=2)
     assert [uri for group in groups for uri in group] == [uri for uri, _ in staged]
     refs = [sum(sizes[u] for u in group) for group in groups]
-    assert max(refs) <= MAX_TASK_REFS
-    assert refs[-1] <= 256 and len(groups) < len(staged) / 3
-    assert all(a >= b for a, b in zip(refs[len(refs) // 2 :], refs[len(refs) // 2 + 1 :], strict=False))
+    assert len(groups) % 2 == 0 and max(refs) <= MAX_TASK_REFS
+    assert max(refs) - min(refs) <= 256  # equal up to one staged file
+    assert len(groups) == 2 * -(-sum(refs) // (2 * MAX_TASK_REFS))
     assert _task_groups([("only", 10)], workers=2) == [["only"]]
-    small = _task_groups([(f"h{i}", 64) for i in range(4)], workers=2)
-    assert len(small) == 4  # a small archive still spreads over both workers
+    assert _task_groups([(f"h{i}", 64) for i in range(4)], workers=2) == [["h0", "h1"], ["h2", "h3"]]
+    assert _task_groups([("big", 10 * MAX_TASK_REFS), ("small", 5)], workers=2) == [["big"], ["small"]]
+    three = _task_groups([(f"k{i}", 64) for i in range(10)], workers=3)
+    assert [len(g) for g in three] == [4, 3, 3]
