@@ -125,22 +125,31 @@ class _Spectrum:
         return y * np.asarray(self.scale, dtype=y.dtype)
 
 
-def _band_spectrum(x: np.ndarray, fs_in_hz: float, fs_out_hz: float, notch_hz: float | None) -> _Spectrum:
-    n = x.shape[-1]
+def _padding(n: int, fs_in_hz: float, fs_out_hz: float) -> tuple[int, int]:
+    """(left padding, FFT length) of a record of n samples."""
     pad_left = min(n - 1, round(PAD_S * fs_in_hz))
-    n_fft = _fft_length(n + 2 * pad_left, fs_in_hz, fs_out_hz)
-    pad_right = n_fft - n - pad_left
-    if pad_right > n - 1:  # very short records: zero-fill beyond one reflection
-        reflect = 2 * x[..., -1:] - x[..., -2 : -n - 1 : -1]
-        right = np.concatenate([reflect, np.zeros((*x.shape[:-1], pad_right - (n - 1)), x.dtype)], axis=-1)
-    else:
-        right = 2 * x[..., -1:] - x[..., -2 : -pad_right - 2 : -1]
-    left = 2 * x[..., :1] - x[..., pad_left:0:-1]
-    padded = np.concatenate([left, x, right], axis=-1)
-    gain = _zero_phase_gain(n_fft, float(fs_in_hz), float(fs_out_hz), notch_hz).astype(x.dtype)
+    return pad_left, _fft_length(n + 2 * pad_left, fs_in_hz, fs_out_hz)
+
+
+def _odd_extension(buf: np.ndarray, pad_left: int, n: int) -> None:
+    """Fill the padding of ``buf`` (..., n_fft), whose [pad_left, pad_left + n) holds the signal, in
+    place: the signal reflected through its end points, zeros beyond one reflection (very short records)."""
+    x = buf[..., pad_left : pad_left + n]
+    np.subtract(2 * x[..., :1], x[..., pad_left:0:-1], out=buf[..., :pad_left])
+    right = min(buf.shape[-1] - n - pad_left, n - 1)
+    np.subtract(2 * x[..., -1:], x[..., -2 : -right - 2 : -1], out=buf[..., pad_left + n : pad_left + n + right])
+    buf[..., pad_left + n + right :] = 0
+
+
+def _band_spectrum(
+    buf: np.ndarray, pad_left: int, n: int, fs_in_hz: float, fs_out_hz: float, notch_hz: float | None
+) -> _Spectrum:
+    """The filtered spectrum of the records in ``buf`` (..., n_fft), padded by _odd_extension."""
+    n_fft = buf.shape[-1]
+    gain = _zero_phase_gain(n_fft, float(fs_in_hz), float(fs_out_hz), notch_hz).astype(buf.dtype)
     m_fft = round(n_fft * fs_out_hz / fs_in_hz)
     keep = min(n_fft // 2 + 1, m_fft // 2 + 1)
-    spectrum = sp_fft.rfft(padded, axis=-1)[..., :keep]
+    spectrum = sp_fft.rfft(buf, axis=-1)[..., :keep]
     spectrum *= gain[:keep]
     return _Spectrum(
         values=spectrum,
@@ -161,9 +170,12 @@ def bandpass_resample(
     rate ratio works (257 Hz -> 100 Hz as well as 500 -> 100).
     """
     x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64):
-        x = x.astype(np.float64)
-    return _band_spectrum(x, fs_in_hz, fs_out_hz, notch_hz).signal()
+    n = x.shape[-1]
+    pad_left, n_fft = _padding(n, fs_in_hz, fs_out_hz)
+    buf = np.empty((*x.shape[:-1], n_fft), dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
+    buf[..., pad_left : pad_left + n] = x
+    _odd_extension(buf, pad_left, n)
+    return _band_spectrum(buf, pad_left, n, fs_in_hz, fs_out_hz, notch_hz).signal()
 
 
 def standardize(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -178,7 +190,7 @@ def standardize(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 # Records filtered together: up to about this many bytes of padded input (stays in a 32 MB L3 cache
 # with the temporaries; a whole 500 Hz batch of 64 did not and was 1.5x slower, benchmarks/README.md)
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def preprocess(
@@ -239,21 +251,29 @@ def _preprocess_stack(
     from rare_ecg.signals.rpeaks import qrs_gains, r_peaks_from_filtered
 
     b = len(records)
-    x = np.zeros((b, len(CANONICAL_LEADS), n), dtype=np.float32)
-    mask = np.zeros((b, len(CANONICAL_LEADS)), dtype=bool)
+    leads = len(CANONICAL_LEADS)
+    # the records are written straight into the padded FFT input (no copy of the stack to pad it)
+    pad_left, n_fft = _padding(n, fs_hz, target_fs_hz)
+    buf = np.empty((b, leads, n_fft), dtype=np.float32)
+    x = buf[..., pad_left : pad_left + n]
+    mask = np.zeros((b, leads), dtype=bool)
     for k, (signal_mv, _, lead_names) in enumerate(records):
         src, dst = _lead_rows(tuple(lead_names))
         x[k, list(dst)] = signal_mv[list(src)]
         mask[k, list(dst)] = True
+        if len(dst) < leads:
+            x[k, ~mask[k]] = 0.0
     missing = np.asarray(~mask.all(axis=1))
-    nan = ~np.isfinite(x)
-    has_nan = np.asarray(nan.any(axis=(1, 2)))
-    if has_nan.any():
+    has_nan = np.zeros(b, dtype=bool)
+    if not np.isfinite(x.sum(axis=2)).all():  # a sum is finite unless some sample is not
+        nan = ~np.isfinite(x)
+        has_nan = np.asarray(nan.any(axis=(1, 2)))
         x[nan] = 0.0
         mask &= nan.mean(axis=2) < 0.5  # a lead that is mostly NaN is unusable
     flat = mask & (np.ptp(x, axis=2) < FLAT_LEAD_MV)
     mask &= ~flat
-    spectrum = _band_spectrum(x, fs_hz, target_fs_hz, notch_hz)
+    _odd_extension(buf, pad_left, n)
+    spectrum = _band_spectrum(buf, pad_left, n, fs_hz, target_fs_hz, notch_hz)
     y = standardize(spectrum.signal(), mask)
     band_gain, high_gain = qrs_gains(float(target_fs_hz), spectrum.m_fft)
     m = spectrum.m
