@@ -30,22 +30,39 @@ ANNOTATIONS_PARQUET = "annotations.parquet"
 ANNOTATION_COLUMNS = ("source_path", "label", "lead", "start_sample", "end_sample")
 
 
+@lru_cache(maxsize=64)
+def _sidecars(folder: str, folder_mtime_ns: int) -> tuple[str | None, str | None]:
+    """Which annotation files the archive root holds (Parquet, CSV), looked up once per state of the
+    root folder (adding or removing a file changes its mtime): most archives have neither, and
+    checking both for every record was a twentieth of reading one."""
+    names = set(os.listdir(folder))
+    return (
+        ANNOTATIONS_PARQUET if ANNOTATIONS_PARQUET in names else None,
+        ANNOTATIONS_FILE if ANNOTATIONS_FILE in names else None,
+    )
+
+
 def annotations_for(root: Path, source_path: str) -> list[Annotation]:
     """The annotations of one record; empty when the archive has no annotations.csv.
 
     Raises RecordError(bad_metadata) when the file is malformed: ground truth is never half-attached.
     """
-    parquet = inside_root(root, os.path.join(root, ANNOTATIONS_PARQUET), source_path)
-    try:
-        stat = os.stat(parquet)
-    except FileNotFoundError:
-        pass
-    else:
+    folder = os.fspath(root)
+    parquet_name, csv_name = _sidecars(folder, os.stat(folder).st_mtime_ns)
+    if parquet_name is not None:
+        parquet = inside_root(root, os.path.join(root, parquet_name), source_path)
         try:
-            return list(_from_parquet(parquet, stat.st_mtime_ns, stat.st_size, source_path))
-        except (ValueError, OSError) as exc:
-            raise RecordError(REASON_BAD_METADATA, f"{parquet}: {exc}") from exc
-    path = inside_root(root, os.path.join(root, ANNOTATIONS_FILE), source_path)
+            stat = os.stat(parquet)
+        except FileNotFoundError:
+            pass
+        else:
+            try:
+                return list(_from_parquet(parquet, stat.st_mtime_ns, stat.st_size, source_path))
+            except (ValueError, OSError) as exc:
+                raise RecordError(REASON_BAD_METADATA, f"{parquet}: {exc}") from exc
+    if csv_name is None:
+        return []
+    path = inside_root(root, os.path.join(root, csv_name), source_path)
     try:
         stat = os.stat(path)
     except FileNotFoundError:

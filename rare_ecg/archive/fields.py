@@ -7,6 +7,7 @@ that cannot be used becomes None (and, for ages, a quality flag), so one bad cel
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 
 FLAG_IMPLAUSIBLE_AGE = "implausible_age"  # the source's age was unusable; the record keeps age None
@@ -18,6 +19,7 @@ PTBXL_AGE_90_PLUS_VALUE = 90.0
 _SEX = {"male": "male", "m": "male", "female": "female", "f": "female"}
 _PTBXL_SEX = {"0": "male", "1": "female"}  # PTB-XL's coding
 # Dates as WFDB headers (dd/mm/yyyy), the Challenge headers (05-Feb-2020), PTB-XL and MIMIC write them
+_ISO_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _DATETIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%d %H:%M:%S.%f",
@@ -74,6 +76,11 @@ def parse_datetime(text: str | None) -> datetime | None:
     if not text or not text.strip():
         return None
     value = text.strip()
+    if _ISO_SECONDS.fullmatch(value):  # the usual "%Y-%m-%d %H:%M:%S", at a tenth of strptime's cost
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None  # strptime rejects it too (e.g. month 13)
     for fmt in _DATETIME_FORMATS:
         try:
             return datetime.strptime(value, fmt)

@@ -137,7 +137,9 @@ def _odd_extension(buf: np.ndarray, pad_left: int, n: int) -> None:
     x = buf[..., pad_left : pad_left + n]
     np.subtract(2 * x[..., :1], x[..., pad_left:0:-1], out=buf[..., :pad_left])
     right = min(buf.shape[-1] - n - pad_left, n - 1)
-    np.subtract(2 * x[..., -1:], x[..., -2 : -right - 2 : -1], out=buf[..., pad_left + n : pad_left + n + right])
+    np.subtract(
+        2 * x[..., -1:], x[..., -2 : -right - 2 : -1], out=buf[..., pad_left + n : pad_left + n + right]
+    )
     buf[..., pad_left + n + right :] = 0
 
 
@@ -172,7 +174,9 @@ def bandpass_resample(
     x = np.asarray(x)
     n = x.shape[-1]
     pad_left, n_fft = _padding(n, fs_in_hz, fs_out_hz)
-    buf = np.empty((*x.shape[:-1], n_fft), dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64)
+    buf = np.empty(
+        (*x.shape[:-1], n_fft), dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+    )
     buf[..., pad_left : pad_left + n] = x
     _odd_extension(buf, pad_left, n)
     return _band_spectrum(buf, pad_left, n, fs_in_hz, fs_out_hz, notch_hz).signal()
