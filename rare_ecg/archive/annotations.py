@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rare_ecg.archive.record import REASON_BAD_METADATA, Annotation, RecordError
+from rare_ecg.archive.record import REASON_BAD_METADATA, Annotation, Annotations, RecordError
 from rare_ecg.archive.safety import inside_root
 from rare_ecg.signals.leads import normalize_lead_name
 
@@ -42,7 +43,7 @@ def _sidecars(folder: str, folder_mtime_ns: int) -> tuple[str | None, str | None
     )
 
 
-def annotations_for(root: Path, source_path: str) -> list[Annotation]:
+def annotations_for(root: Path, source_path: str) -> Sequence[Annotation]:
     """The annotations of one record; empty when the archive has no annotations.csv.
 
     Raises RecordError(bad_metadata) when the file is malformed: ground truth is never half-attached.
@@ -57,7 +58,7 @@ def annotations_for(root: Path, source_path: str) -> list[Annotation]:
             pass
         else:
             try:
-                return list(_from_parquet(parquet, stat.st_mtime_ns, stat.st_size, source_path))
+                return _from_parquet(parquet, stat.st_mtime_ns, stat.st_size, source_path)
             except (ValueError, OSError) as exc:
                 raise RecordError(REASON_BAD_METADATA, f"{parquet}: {exc}") from exc
     if csv_name is None:
@@ -130,14 +131,9 @@ class _Group:
     starts: list[int]
     ends: list[int]
 
-    def get(self, source_path: str) -> list[Annotation]:
+    def get(self, source_path: str) -> Annotations:
         lo, hi = self.spans.get(source_path, (0, 0))
-        return [
-            Annotation(label, lead, start, end)
-            for label, lead, start, end in zip(
-                self.labels[lo:hi], self.leads[lo:hi], self.starts[lo:hi], self.ends[lo:hi], strict=True
-            )
-        ]
+        return Annotations(self.labels[lo:hi], self.leads[lo:hi], self.starts[lo:hi], self.ends[lo:hi])
 
 
 @lru_cache(maxsize=2)
@@ -165,12 +161,20 @@ def _row_group(path: str, mtime_ns: int, index: int) -> _Group:
     )
 
 
-def _from_parquet(path: str, mtime_ns: int, size: int, source_path: str) -> tuple[Annotation, ...]:
+def _from_parquet(path: str, mtime_ns: int, size: int, source_path: str) -> Annotations:
     lo, hi = _row_group_ranges(path, mtime_ns, size)
-    found: list[Annotation] = []
-    for index in np.flatnonzero((lo <= source_path) & (hi >= source_path)):
-        found.extend(_row_group(path, mtime_ns, int(index)).get(source_path))
-    return tuple(found)
+    parts = [
+        _row_group(path, mtime_ns, int(index)).get(source_path)
+        for index in np.flatnonzero((lo <= source_path) & (hi >= source_path))
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return Annotations(
+        [v for p in parts for v in p.labels],
+        [v for p in parts for v in p.leads],
+        [v for p in parts for v in p.starts],
+        [v for p in parts for v in p.ends],
+    )
 
 
 def write_annotations_parquet(csv_path: Path, parquet_path: Path, row_group_rows: int = 50_000) -> int:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -66,6 +67,55 @@ class Annotation(NamedTuple):
     end_sample: int  # exclusive
 
 
+class Annotations(Sequence[Annotation]):
+    """A record's annotations held as four columns. A synthetic record has ~185: building an Annotation
+    object for each, then taking them apart again into the table's columns, cost more than the rest of
+    reading the record. Iterating or indexing yields Annotation tuples; equal to any sequence of the
+    same Annotations."""
+
+    __slots__ = ("ends", "labels", "leads", "starts")
+
+    def __init__(self, labels: list[str], leads: list[str], starts: list[int], ends: list[int]) -> None:
+        self.labels, self.leads, self.starts, self.ends = labels, leads, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @overload
+    def __getitem__(self, i: int) -> Annotation: ...
+    @overload
+    def __getitem__(self, i: slice) -> Annotations: ...
+    def __getitem__(self, i: int | slice) -> Annotation | Annotations:
+        if isinstance(i, slice):
+            return Annotations(self.labels[i], self.leads[i], self.starts[i], self.ends[i])
+        return Annotation(self.labels[i], self.leads[i], self.starts[i], self.ends[i])
+
+    def __iter__(self) -> Iterator[Annotation]:
+        return map(Annotation, self.labels, self.leads, self.starts, self.ends)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Annotations({list(self)!r})"
+
+
+def annotation_columns(
+    annotations: Sequence[Annotation],
+) -> tuple[list[str], list[str], list[int], list[int]]:
+    """(labels, leads, starts, ends) of any sequence of annotations (no copy for Annotations)."""
+    if isinstance(annotations, Annotations):
+        return annotations.labels, annotations.leads, annotations.starts, annotations.ends
+    return (
+        [a.label for a in annotations],
+        [a.lead for a in annotations],
+        [a.start_sample for a in annotations],
+        [a.end_sample for a in annotations],
+    )
+
+
 @dataclass(frozen=True)
 class RecordRef:
     """A record found in an archive's index, before its signal is read: cheap to list by the million.
@@ -103,7 +153,7 @@ class EcgRecord:
     sex: str | None = None  # "male" | "female" | None
     labels: list[Label] = field(default_factory=list)
     measurements: dict[str, float] = field(default_factory=dict)  # hr_bpm, pr_ms, qrs_ms, qt_ms, ...
-    annotations: list[Annotation] = field(default_factory=list)
+    annotations: Sequence[Annotation] = field(default_factory=list)
     split_fold: int | None = None  # PTB-XL strat_fold where the archive has one
     flags: list[str] = field(default_factory=list)  # reader-side quality flags (kept, not rejected)
 

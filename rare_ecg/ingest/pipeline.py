@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -305,7 +305,7 @@ class BatchProcessor:
             self.notch_hz,
         )
         per_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        annotated: list[tuple[str, list[Annotation]]] = []
+        annotated: list[tuple[str, Sequence[Annotation]]] = []
         for (outcome, rec), pre in zip(read, pres, strict=True):
             if isinstance(pre, ValueError):
                 outcome.update(reason=REASON_UNUSABLE_SIGNAL, detail=str(pre))

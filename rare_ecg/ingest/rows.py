@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rare_ecg.archive.record import Annotation, EcgRecord
+from rare_ecg.archive.record import Annotation, EcgRecord, annotation_columns
 from rare_ecg.lake import identity
 from rare_ecg.lake.schema import ECG_ANNOTATIONS, MEASUREMENT_COLUMNS, SCHEMAS
 from rare_ecg.signals.preprocess import PREPROCESSING_VERSION, Preprocessed
@@ -124,14 +124,24 @@ def build_rows(
 def annotations_table(records: Sequence[tuple[str, Sequence[Annotation]]], run_id: str) -> pa.Table:
     """The ecg_annotations rows of (record_id, annotations) pairs, built column by column (a synthetic
     record has ~185 of them: a dict per row cost more than the rest of its rows)."""
-    ids = [rid for rid, anns in records for _ in anns]
-    anns = [a for _, record_anns in records for a in record_anns]
+    ids: list[str] = []
+    labels: list[str] = []
+    leads: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for rid, anns in records:
+        label, lead, start, end = annotation_columns(anns)
+        ids.extend([rid] * len(label))
+        labels.extend(label)
+        leads.extend(lead)
+        starts.extend(start)
+        ends.extend(end)
     columns = {
         "record_id": pa.array(ids, pa.string()),
-        "label": pa.array([a.label for a in anns], pa.string()),
-        "lead": pa.array([a.lead for a in anns], pa.string()),
-        "start_sample": pa.array([a.start_sample for a in anns], pa.int32()),
-        "end_sample": pa.array([a.end_sample for a in anns], pa.int32()),
-        "ingest_run_id": pa.array([run_id] * len(anns), pa.string()),
+        "label": pa.array(labels, pa.string()),
+        "lead": pa.array(leads, pa.string()),
+        "start_sample": pa.array(starts, pa.int32()),
+        "end_sample": pa.array(ends, pa.int32()),
+        "ingest_run_id": pa.array([run_id] * len(ids), pa.string()),
     }
     return pa.Table.from_pydict(columns, schema=SCHEMAS[ECG_ANNOTATIONS])
