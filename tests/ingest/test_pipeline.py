@@ -108,10 +108,13 @@ def test_beat_positions_are_the_detectors_r_peaks_of_the_stored_signal(
         read(lake, ECG_RECORDS).select("record_id", "source_path"), on="record_id"
     )
     assert waves.schema["beat_positions"] == pl.List(pl.Int32)
+    # detected from the filter spectrum the stored signal comes from: the peaks detect_r_peaks finds on
+    # the stored signal, each within one sample (tests/signals/test_preprocess.py: nearly all identical)
     for row in waves.sort("source_path").head(8).iter_rows(named=True):
         signal = np.asarray(row["signal"], dtype=np.float32).reshape(12, row["n_samples"])
         expected = detect_r_peaks(signal[:, : row["valid_samples"]], row["fs_hz"])
-        assert row["beat_positions"] == expected.tolist()
+        assert len(row["beat_positions"]) == len(expected)
+        assert np.abs(np.asarray(row["beat_positions"]) - expected).max() <= 1
     # and they are heart beats: every record of the sample has some, at physiological intervals
     counts = waves["beat_positions"].list.len()
     assert counts.min() >= 4
@@ -310,3 +313,29 @@ def test_two_archives_with_the_same_paths_live_in_one_lake_under_their_own_sourc
     rejects = read(lake, ECG_REJECTS)
     assert sorted(rejects["reason"].to_list()) == ["duplicate"] * 4  # same signal bytes as archive a
     assert set(rejects["source"].to_list()) == {"hospital-b"}
+
+
+def test_the_ingest_dataset_settings_do_not_leak_into_later_ray_data_jobs(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Ingest turns off two Ray Data scheduling defaults for its own dataset (benchmarks/README.md);
+    the driver's DataContext has its own values again afterwards."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    before = (ctx.op_resource_reservation_enabled, ctx.downstream_capacity_backpressure_ratio)
+    ctx.op_resource_reservation_enabled, ctx.downstream_capacity_backpressure_ratio = True, 3.0
+    try:
+        archive = ptbxl_subset(shared_data / "ptbxl-sample", tmp_path / "archive", range(1, 9))
+        summary = run_ingest(
+            IngestOptions(
+                archive=archive, layout="ptbxl", lake=str(tmp_path / "lake"), run_id="ctx", fs_hz=100
+            )
+        )
+        assert summary.ingested == 8
+        assert (ctx.op_resource_reservation_enabled, ctx.downstream_capacity_backpressure_ratio) == (
+            True,
+            3.0,
+        )
+    finally:
+        ctx.op_resource_reservation_enabled, ctx.downstream_capacity_backpressure_ratio = before
