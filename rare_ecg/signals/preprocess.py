@@ -4,7 +4,9 @@ Pure numpy/scipy. Deterministic: the same record always gives the same tensor.
 Steps (METHOD.md): canonical lead order with zero-filled missing leads and a lead mask, zero-phase
 band-pass (0.5 Hz high-pass, low-pass below the model rate's Nyquist), optional mains notch and
 resampling to the model rate (one FFT round trip: 5-10x cheaper than sosfiltfilt + resample_poly),
-per-lead standardisation with clipping, cut or pad to whole 10 s windows.
+per-lead standardisation with clipping, cut or pad to whole 10 s windows; and the record's R peaks
+(rare_ecg.signals.rpeaks) from the same filtered spectrum. Computed in float32; ``preprocess_many``
+filters the records of one rate and length together (what ingestion calls).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ FLAG_SATURATED = "saturated"
 
 @dataclass(frozen=True)
 class Preprocessed:
-    signal: np.ndarray  # (n_windows, 12, WINDOW_S * fs_hz) float32, standardised per lead
+    signal: np.ndarray  # (n_windows, 12, WINDOW_S * fs_hz) float32, standardised per lead (may be a view)
     lead_mask: np.ndarray  # (12,) bool: True where the lead is present and usable
     valid_samples: int  # samples of real signal in the concatenated windows (the rest is padding)
     flags: tuple[str, ...]
@@ -306,7 +308,8 @@ def _preprocess_stack(
         ]
         out.append(
             Preprocessed(
-                signal=np.ascontiguousarray(windows[k]),
+                # a view: the record's row of the chunk's (12, n_windows * win) array, as stored
+                signal=windows[k],
                 lead_mask=mask[k],
                 valid_samples=m,
                 flags=tuple(flags),
