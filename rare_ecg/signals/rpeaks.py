@@ -185,6 +185,14 @@ def r_peaks_from_filtered(band: np.ndarray, high: np.ndarray, fs_hz: float) -> l
     return out
 
 
+def beat_positions(signal: np.ndarray, valid_samples: int, fs_hz: float) -> np.ndarray:
+    """R peaks of a whole model-rate record: ``signal`` is (n_leads, n) with the record's windows side
+    by side (as stored in ecg_waveforms), of which the first ``valid_samples`` are real signal and the
+    rest zero padding. Returns int32 sample indices. (Ingestion stores the peaks preprocess finds from
+    its filter spectrum, within one sample of these: tests/signals/test_preprocess.py.)"""
+    return detect_r_peaks(signal[..., :valid_samples], fs_hz).astype(np.int32)
+
+
 def heart_rate_bpm(r_peaks: np.ndarray, fs_hz: float) -> float:
     """Mean heart rate from the R-R intervals (NaN with fewer than two peaks)."""
     if len(r_peaks) < 2:
