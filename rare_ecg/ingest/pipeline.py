@@ -72,7 +72,7 @@ SPOOL_BATCHES = 4
 # files, a multiple of the workers: Ray Data leaves a worker idle ~0.15 s between one task and its next,
 # so the fewer tasks the better, and equal ones started together finish together (benchmarks/README.md:
 # 12 tasks of 136-1,024 refs took 4.7 s for 5,000 records, 2 tasks 4.1 s). The cap keeps progress and
-# part files (one per task and table: ~100 MB of ecg_records at 100 Hz, ~500 MB at 500 Hz) bounded.
+# part files (one per task and table: ~90 MB of ecg_records at 100 Hz, ~300 MB at 500 Hz) bounded.
 MAX_TASK_REFS = 4096
 
 STATUS_INGESTED = "ingested"
