@@ -194,7 +194,8 @@ def attribute_rows(sp: SplitPredictions) -> list[dict]:
 
 
 def _log_to_mlflow(run_id: str, split: str, version: str, summary: dict[str, Any], rows: list[dict]) -> None:
-    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
 
     metrics = {f"{split}_macro_auroc_{k}": v for k, v in summary["macro_auroc"].items() if v is not None}
     for key in ("common_rare_gap", "age_mae_years", "sex_auroc", "localization_auroc"):
@@ -202,9 +203,12 @@ def _log_to_mlflow(run_id: str, split: str, version: str, summary: dict[str, Any
             metrics[f"{split}_{key}"] = summary[key]
     if summary["largest_subgroup_gap"] is not None:
         metrics[f"{split}_largest_subgroup_gap"] = summary["largest_subgroup_gap"]["value"]
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict({"summary": summary, "rows": rows}, f"evaluation/{split}-v{version}.json")
+    # the client, not the fluent API: mlflow.start_run(run_id) refuses a run of another experiment than
+    # the process's active one (set by any earlier job in the same process)
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    client.log_dict(run_id, {"summary": summary, "rows": rows}, f"evaluation/{split}-v{version}.json")
 
 
 def table_lines(summary: dict[str, Any]) -> list[str]:

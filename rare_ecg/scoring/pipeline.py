@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from rare_ecg.evaluation import Predictions, label_matrix, metric_rows, metrics_table
 from rare_ecg.lake import commit
+from rare_ecg.lake.files import parquet_files_dataset
 from rare_ecg.lake.paths import normalize_lake, storage_options, table_uri
 from rare_ecg.lake.schema import (
     ECG_LABELS,
@@ -367,12 +368,8 @@ def _score(
     threads = max(1, opts.threads_per_actor)
     actors = opts.actors or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     keys = ray.put(cohort_keys(todo))
-    # One read task per Parquet file, a quarter CPU each: read_parquet's file-listing stage asks for a
-    # whole CPU, which two scoring actors on a 2-CPU machine never leave free (the job would hang).
-    listing = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
-    ds = listing.map_batches(
-        read_waveform_files, batch_size=1, batch_format="pyarrow", num_cpus=0.25
-    ).map_batches(
+    # one read task per Parquet file, a quarter CPU each (not read_parquet: rare_ecg.lake.files)
+    ds = parquet_files_dataset(paths, list(WAVE_COLUMNS), num_cpus=0.25).map_batches(
         cast(Any, ScoreActor),  # Ray's stub does not model callable classes with constructor kwargs
         batch_size=opts.batch_size,
         batch_format="pyarrow",
@@ -401,18 +398,6 @@ def _score(
                 progress(done, todo.height, time.perf_counter() - t0)
     files = _exactly_once(lake, opts.run_id, outcomes)
     return files, outcomes
-
-
-def read_waveform_files(batch: pa.Table) -> pa.Table:
-    """The scoring columns of the ecg_waveforms Parquet files named in ``batch`` (column ``path``)."""
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
-
-    tables = []
-    for uri in batch.column("path").to_pylist():
-        fs, path = pafs.FileSystem.from_uri(uri)
-        tables.append(pq.read_table(path, columns=list(WAVE_COLUMNS), filesystem=fs))
-    return pa.concat_tables(tables)
 
 
 def _exactly_once(lake: str, run_id: str, outcomes: list[pa.Table]) -> list[commit.PartFile]:

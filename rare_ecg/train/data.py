@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rare_ecg.lake.files import parquet_files_dataset
 from rare_ecg.lake.paths import content_id, storage_options, table_uri
 from rare_ecg.lake.schema import ECG_RECORDS, ECG_WAVEFORMS
 from rare_ecg.model.config import MEASUREMENTS
@@ -173,11 +174,8 @@ def split_dataset(
     import ray
 
     attributes = split_attributes(plan, split)
-    return ray.data.read_parquet(
-        snapshot.files(ECG_WAVEFORMS),
-        columns=WAVEFORM_COLUMNS,
-        partitioning=None,
-        num_cpus=read_cpus,
+    return parquet_files_dataset(
+        snapshot.files(ECG_WAVEFORMS), WAVEFORM_COLUMNS, num_cpus=read_cpus
     ).map_batches(
         partial(_windows_task, attributes_ref=ray.put(attributes), n_leads=n_leads, window=window),
         batch_format="pyarrow",

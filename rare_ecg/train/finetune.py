@@ -28,6 +28,7 @@ from rare_ecg.archive.labels import canonical_vocabulary
 from rare_ecg.config import FinetuneConfig, Settings
 from rare_ecg.evaluation.labels import label_matrix
 from rare_ecg.evaluation.predict import choose_thresholds, split_predictions
+from rare_ecg.lake.files import parquet_files_dataset
 from rare_ecg.lake.paths import normalize_lake, storage_options, table_uri
 from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_WAVEFORMS
 from rare_ecg.metrics import label_sets
@@ -46,7 +47,7 @@ from rare_ecg.train.data import (
 from rare_ecg.train.data import waveform_rates as lake_rates
 from rare_ecg.train.finetune_loop import FINETUNE, _labelled_task, finetune_loop_per_worker
 from rare_ecg.train.job import DATA_CPUS, RUN_NAME_TAG, _log_inputs, git_commit
-from rare_ecg.train.loop import TRAIN_DATASET, VALIDATION_DATASET, LoopSpec, read_checkpoint
+from rare_ecg.train.loop import TRAIN_DATASET, VALIDATION_DATASET, LoopSpec, finished_run, read_checkpoint
 from rare_ecg.train.scoring_choice import attach_score
 from rare_ecg.train.splits import TEST, TRAIN, VALIDATION
 
@@ -269,8 +270,8 @@ def _dataset(p: FinetunePlan, split: str, read_cpus: float = 0.25) -> Any:
         n_leads=p.model_cfg.n_leads,
         window=p.model_cfg.n_samples,
     )
-    return ray.data.read_parquet(
-        p.snapshot.files(ECG_WAVEFORMS), columns=WAVEFORM_COLUMNS, partitioning=None, num_cpus=read_cpus
+    return parquet_files_dataset(
+        p.snapshot.files(ECG_WAVEFORMS), WAVEFORM_COLUMNS, num_cpus=read_cpus
     ).map_batches(task, batch_format="pyarrow", num_cpus=read_cpus)
 
 
@@ -333,6 +334,21 @@ def _fit(p: FinetunePlan, on_epoch: Callable[[dict[str, Any]], None] | None) -> 
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def _trained(
+    p: FinetunePlan, resumed: bool, on_epoch: Callable[[dict[str, Any]], None] | None
+) -> tuple[str, dict[str, Any]]:
+    """(checkpoint path, checkpoint state) once every epoch is trained: read from disk when a re-run
+    finds the run finished, else trained (or resumed) on Ray Train."""
+    finished = finished_run(p.storage_path, p.run_name, p.cfg.epochs) if resumed else None
+    if finished is not None:
+        return finished.path, finished.state
+    result = _fit(p, on_epoch)
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {p.run_name} finished without a checkpoint under {p.storage_path}")
+    with result.checkpoint.as_directory() as folder:
+        return str(result.checkpoint.path), read_checkpoint(folder)
 
 
 def _registered(run_id: str, best_epoch: int, epochs: int) -> str | None:
@@ -412,11 +428,7 @@ def run_finetune_job(
             )
             mlflow.log_params(params)
             _log_inputs(p.snapshot)
-        result = _fit(p, on_epoch)
-        if result.checkpoint is None:
-            raise RuntimeError(f"run {p.run_name} finished without a checkpoint under {p.storage_path}")
-        with result.checkpoint.as_directory() as folder:
-            state = read_checkpoint(folder)
+        checkpoint, state = _trained(p, existing is not None, on_epoch)
         best, epochs = state["best"], int(state["epoch"])
         model = EcgModel(p.model_cfg)
         model.load_state_dict(best["model"])
@@ -453,7 +465,7 @@ def run_finetune_job(
         "resumed_from_epoch": int(history[-1]["resumed_from_epoch"]) if history else 0,
         "final": {k: round(v, 5) for k, v in epoch_metrics_for_mlflow(history[-1]).items()},
         "workers": cfg.workers,
-        "checkpoint": result.checkpoint.path,
+        "checkpoint": checkpoint,
         "seconds": round(time.perf_counter() - started, 1),
     }
 

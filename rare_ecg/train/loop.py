@@ -8,6 +8,7 @@ resume and registry.
 
 from __future__ import annotations
 
+import pickle
 import random
 import tempfile
 import time
@@ -269,3 +270,25 @@ def _report(
 def read_checkpoint(folder: str | Path) -> dict[str, Any]:
     """A checkpoint written by this loop (model state, optimizer state, epoch, history, spec, RNG)."""
     return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """The last checkpoint of a run that has trained every epoch it was asked for."""
+
+    path: str
+    state: dict[str, Any]
+
+
+def finished_run(storage_path: str | Path, run_name: str, epochs: int) -> FinishedRun | None:
+    """The newest readable checkpoint of ``run_name`` under ``storage_path`` when it holds exactly
+    ``epochs`` epochs, else None. A re-run of a finished run needs no Ray Train workers: all they would
+    do is restore this checkpoint and stop."""
+    folders = sorted((Path(storage_path) / run_name).glob("checkpoint_*"), reverse=True)
+    for folder in folders:  # Ray Train names them checkpoint_<timestamp>: newest first
+        try:
+            state = read_checkpoint(folder)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+            continue  # a checkpoint cut short (a killed run): Ray Train restores the one before
+        return FinishedRun(str(folder), state) if int(state["epoch"]) == epochs else None
+    return None

@@ -114,6 +114,10 @@ def test_numbers_reach_the_models_mlflow_run_with_a_json_artifact(
 
 
 def test_validation_split_scores_match_per_label_metrics(ft_lake: Path, trained: dict[str, Any]) -> None:
+    # another job earlier in this process left its experiment active: evaluation still logs to the
+    # model's own run (mlflow.start_run(run_id) refused it)
+    mlflow.set_tracking_uri(trained["settings"].mlflow_tracking_uri)
+    mlflow.set_experiment("another-job")
     summary = run_evaluate_job(
         EvaluateConfig(
             lake=str(ft_lake), model=trained["summary"]["model_uri"], split="validation", n_boot=20
@@ -130,3 +134,5 @@ def test_validation_split_scores_match_per_label_metrics(ft_lake: Path, trained:
         assert (got is None) == (not np.isfinite(m.auroc))
         if got is not None:
             assert got == pytest.approx(m.auroc, abs=1e-4)
+    run = mlflow.get_run(trained["summary"]["run_id"])
+    assert run.data.metrics["validation_macro_auroc_all"] == pytest.approx(summary["macro_auroc"]["all"])

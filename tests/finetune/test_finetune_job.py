@@ -112,10 +112,22 @@ def test_choose_thresholds_maximises_f1_and_leaves_labels_without_positives_at_t
     assert t[1] == 0.5
 
 
-def test_rerun_of_the_same_config_adds_no_version(trained: dict[str, Any]) -> None:
+def test_rerun_of_the_same_config_adds_no_version(
+    trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rare_ecg.train.finetune import run_finetune_job
 
+    def no_training(*_: Any) -> None:
+        raise AssertionError("a finished run started Ray Train again")
+
+    monkeypatch.setattr("rare_ecg.train.finetune._fit", no_training)
     again = run_finetune_job(trained["cfg"], trained["settings"])
+    first = trained["summary"]
+    assert (again["checkpoint"], again["final"], again["best_epoch"]) == (
+        first["checkpoint"],
+        first["final"],
+        first["best_epoch"],
+    )
     assert again["model_version"] == trained["summary"]["model_version"]
     assert again["run_id"] == trained["summary"]["run_id"]
     versions = mlflow.MlflowClient().search_model_versions(f"name = '{CLASSIFIER_NAME}'")

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
+from deltalake import DeltaTable
 
 from rare_ecg.ingest.pipeline import IngestOptions, run_ingest
+from rare_ecg.lake.files import parquet_files_dataset
 from rare_ecg.lake.paths import STORAGE_OPTIONS_ENV
 from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_WAVEFORMS
 from tests.archive_fixtures import ptbxl_subset
@@ -109,3 +112,12 @@ def test_ingest_into_an_s3_lake_and_a_rerun_adds_nothing(
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="lake/")["Contents"]]
     assert any(k.startswith(f"lake/{ECG_RECORDS}/source=ptbxl/part-") for k in keys)
     assert any(k.startswith(f"lake/{ECG_RECORDS}/_delta_log/") for k in keys)
+
+    # what training and scoring stream the lake with: the driver's storage options reach the read
+    # tasks (this session's Ray workers started before the test set them in the environment)
+    uris = DeltaTable(f"{lake}/{ECG_WAVEFORMS}", storage_options=s3_options).file_uris()
+    ds = parquet_files_dataset(uris, ["record_id", "n_windows", "signal"], num_cpus=0.25)
+    streamed = pl.from_arrow(pa.concat_tables(ds.iter_batches(batch_format="pyarrow", batch_size=None)))
+    assert isinstance(streamed, pl.DataFrame) and streamed.columns == ["record_id", "n_windows", "signal"]
+    stored = read(ECG_WAVEFORMS).select(streamed.columns)
+    assert streamed.sort("record_id").equals(stored.sort("record_id"))

@@ -102,7 +102,9 @@ def test_registered_encoder_carries_lineage_tags_and_delta_dataset_inputs(first:
     assert model.cfg.d_model == 16 and model.cfg.fs_hz == 100
 
 
-def test_same_run_name_resumes_with_epoch_counter_and_optimizer_state(first: dict[str, Any]) -> None:
+def test_same_run_name_resumes_with_epoch_counter_and_optimizer_state(
+    first: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, cfg, summary = first["root"], first["cfg"], first["summary"]
     resumed, epochs = run(cfg.model_copy(update={"epochs": 4}), root)
     assert [m["epoch"] for m in epochs] == [4]  # epochs 1-3 came from the checkpoint
@@ -116,8 +118,13 @@ def test_same_run_name_resumes_with_epoch_counter_and_optimizer_state(first: dic
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
     assert adam_steps == {4.0 * steps_per_epoch}  # AdamW's moments carried over, not restarted
 
+    def no_training(*_: Any) -> None:
+        raise AssertionError("a finished run started Ray Train again")
+
+    monkeypatch.setattr("rare_ecg.train.job._fit", no_training)
     again, epochs = run(cfg.model_copy(update={"epochs": 4}), root)
     assert epochs == [] and again["model_version"] == resumed["model_version"]  # done: nothing added
+    assert again["checkpoint"] == resumed["checkpoint"] and again["final"] == resumed["final"]
 
 
 def _train_workers() -> list[psutil.Process]:
