@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.signals.beats import beat_neighbours, beat_phase
+
+if TYPE_CHECKING:
+    import torch
 
 # Names of the inference graph's inputs, in order (rare_ecg.model.inference exports them so).
 INPUT_NAMES: tuple[str, ...] = ("signal", "lead_mask", "beat_start", "beat_phase", "beat_neighbours")
@@ -39,6 +42,8 @@ class ModelInputs:
 
     def torch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The graph's inputs as tensors, in ``INPUT_NAMES`` order."""
+        import torch  # here, not at the top: Ray Data's read tasks import this module and need no torch
+
         return (
             torch.from_numpy(self.signal),
             torch.from_numpy(self.lead_mask),

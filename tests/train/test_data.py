@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 
@@ -42,3 +45,16 @@ def test_each_window_of_a_long_record_becomes_a_row_and_records_outside_the_spli
     assert np.isnan(out["sex_female"][2]) and out["sex_female"][0] == 1.0
     assert out["lead_mask"][2].sum() == 11 and out["lead_mask"][:2].all()
     assert set(out) == {"signal", "lead_mask", "beat_positions", *ATTRIBUTE_COLUMNS}
+
+
+def test_the_data_path_of_ray_data_tasks_needs_no_torch() -> None:
+    """Ray Data's read and window tasks import these modules in fresh worker processes: torch there
+    cost 2-3 s of every training run's first epoch."""
+    code = (
+        "import sys; import rare_ecg.train.data, rare_ecg.lake.files, rare_ecg.model.inputs; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "False"
