@@ -47,7 +47,12 @@ from rare_ecg.train.data import (
 from rare_ecg.train.data import waveform_rates as lake_rates
 from rare_ecg.train.finetune_loop import FINETUNE, _labelled_task, finetune_loop_per_worker
 from rare_ecg.train.job import DATA_CPUS, RUN_NAME_TAG, _log_inputs, git_commit
-from rare_ecg.train.loop import TRAIN_DATASET, VALIDATION_DATASET, LoopSpec, finished_run, read_checkpoint
+from rare_ecg.train.loop import (
+    TRAIN_DATASET,
+    VALIDATION_DATASET,
+    LoopSpec,
+    trained_or_finished,
+)
 from rare_ecg.train.scoring_choice import attach_score
 from rare_ecg.train.splits import TEST, TRAIN, VALIDATION
 
@@ -336,21 +341,6 @@ def _fit(p: FinetunePlan, on_epoch: Callable[[dict[str, Any]], None] | None) -> 
     return outcome["result"]
 
 
-def _trained(
-    p: FinetunePlan, resumed: bool, on_epoch: Callable[[dict[str, Any]], None] | None
-) -> tuple[str, dict[str, Any]]:
-    """(checkpoint path, checkpoint state) once every epoch is trained: read from disk when a re-run
-    finds the run finished, else trained (or resumed) on Ray Train."""
-    finished = finished_run(p.storage_path, p.run_name, p.cfg.epochs) if resumed else None
-    if finished is not None:
-        return finished.path, finished.state
-    result = _fit(p, on_epoch)
-    if result.checkpoint is None:
-        raise RuntimeError(f"run {p.run_name} finished without a checkpoint under {p.storage_path}")
-    with result.checkpoint.as_directory() as folder:
-        return str(result.checkpoint.path), read_checkpoint(folder)
-
-
 def _registered(run_id: str, best_epoch: int, epochs: int) -> str | None:
     from mlflow import MlflowClient
 
@@ -428,7 +418,9 @@ def run_finetune_job(
             )
             mlflow.log_params(params)
             _log_inputs(p.snapshot)
-        checkpoint, state = _trained(p, existing is not None, on_epoch)
+        checkpoint, state = trained_or_finished(
+            p.storage_path, p.run_name, p.cfg.epochs, existing is not None, lambda: _fit(p, on_epoch)
+        )
         best, epochs = state["best"], int(state["epoch"])
         model = EcgModel(p.model_cfg)
         model.load_state_dict(best["model"])

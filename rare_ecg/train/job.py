@@ -29,9 +29,8 @@ from rare_ecg.train.loop import (
     TRAIN_DATASET,
     VALIDATION_DATASET,
     LoopSpec,
-    finished_run,
-    read_checkpoint,
     train_loop_per_worker,
+    trained_or_finished,
 )
 from rare_ecg.train.scoring_choice import attach_score
 
@@ -301,21 +300,6 @@ def _fit(p: PretrainPlan, on_epoch: Callable[[dict[str, Any]], None] | None) -> 
     return outcome["result"]
 
 
-def _trained(
-    p: PretrainPlan, resumed: bool, on_epoch: Callable[[dict[str, Any]], None] | None
-) -> tuple[str, dict[str, Any]]:
-    """(checkpoint path, checkpoint state) of the run once it has trained every epoch: read from disk
-    when a re-run finds it finished, else trained (or resumed) on Ray Train."""
-    finished = finished_run(p.storage_path, p.run_name, p.cfg.epochs) if resumed else None
-    if finished is not None:
-        return finished.path, finished.state
-    result = _fit(p, on_epoch)
-    if result.checkpoint is None:
-        raise RuntimeError(f"run {p.run_name} finished without a checkpoint under {p.storage_path}")
-    with result.checkpoint.as_directory() as folder:
-        return str(result.checkpoint.path), read_checkpoint(folder)
-
-
 def _registered(run_id: str, epoch: int) -> str | None:
     """The encoder version this run already registered for this final epoch (an idempotent re-run)."""
     from mlflow import MlflowClient
@@ -350,7 +334,9 @@ def run_pretrain_job(
             )
             mlflow.log_params(_params(p))
             _log_inputs(p.snapshot)
-        checkpoint, state = _trained(p, existing is not None, on_epoch)
+        checkpoint, state = trained_or_finished(
+            p.storage_path, p.run_name, p.cfg.epochs, existing is not None, lambda: _fit(p, on_epoch)
+        )
         history: list[dict[str, Any]] = state["history"]
         final = history[-1]
         version = None

@@ -13,7 +13,7 @@ import random
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -292,3 +292,19 @@ def finished_run(storage_path: str | Path, run_name: str, epochs: int) -> Finish
             continue  # a checkpoint cut short (a killed run): Ray Train restores the one before
         return FinishedRun(str(folder), state) if int(state["epoch"]) == epochs else None
     return None
+
+
+def trained_or_finished(
+    storage_path: str, run_name: str, epochs: int, resumed: bool, fit: Callable[[], Any]
+) -> tuple[str, dict[str, Any]]:
+    """(checkpoint path, checkpoint state) of a run once it has trained every epoch: read from disk
+    when a resumed run is found finished (`finished_run`), else from what ``fit`` (the job's Ray Train
+    fit, training or resuming) returns."""
+    finished = finished_run(storage_path, run_name, epochs) if resumed else None
+    if finished is not None:
+        return finished.path, finished.state
+    result = fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {run_name} finished without a checkpoint under {storage_path}")
+    with result.checkpoint.as_directory() as folder:
+        return str(result.checkpoint.path), read_checkpoint(folder)
