@@ -7,7 +7,7 @@ import sys
 from typing import Any, ClassVar
 
 from rare_ecg.config import FinetuneConfig, Settings
-from rare_ecg.runtime import init_ray, job_main
+from rare_ecg.runtime import job_main
 from rare_ecg.train.finetune import epoch_line, run_finetune_job, summary_line
 
 
@@ -16,7 +16,6 @@ class FinetuneJob(FinetuneConfig):
 
     def run(self, settings: Settings | None = None) -> dict[str, Any]:
         settings = settings or Settings()
-        init_ray(settings)
         summary = run_finetune_job(self, settings, on_epoch=lambda m: print(epoch_line(m), file=sys.stderr))
         print(summary_line(summary), file=sys.stderr)
         return summary

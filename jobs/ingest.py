@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from rare_ecg.config import IngestConfig, Settings
 from rare_ecg.ingest.job import run_ingest_job
-from rare_ecg.runtime import init_ray, job_main
+from rare_ecg.runtime import job_main
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ingest.yaml"
 
@@ -22,7 +22,6 @@ class IngestJob(IngestConfig):
 
     def run(self, settings: Settings | None = None) -> dict[str, Any]:
         settings = settings or Settings()
-        init_ray(settings)
         return run_ingest_job(self, settings)
 
 

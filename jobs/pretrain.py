@@ -7,7 +7,7 @@ import sys
 from typing import Any, ClassVar
 
 from rare_ecg.config import PretrainConfig, Settings
-from rare_ecg.runtime import init_ray, job_main
+from rare_ecg.runtime import job_main
 from rare_ecg.train.job import run_pretrain_job
 from rare_ecg.train.progress import print_epoch, summary_line
 
@@ -17,7 +17,6 @@ class PretrainJob(PretrainConfig):
 
     def run(self, settings: Settings | None = None) -> dict[str, Any]:
         settings = settings or Settings()
-        init_ray(settings)
         summary = run_pretrain_job(self, settings, on_epoch=print_epoch)
         print(summary_line(summary), file=sys.stderr)
         return summary

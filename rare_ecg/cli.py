@@ -86,7 +86,7 @@ def ingest(
     workers: Annotated[int | None, typer.Option(help="worker actors (default: one per CPU)")] = None,
 ) -> None:
     """Ingest an ECG archive into the lake's Delta tables (ecg_records, ecg_labels, ecg_waveforms, ...)."""
-    from rare_ecg.runtime import init_ray, setup_logging
+    from rare_ecg.runtime import setup_logging
 
     setup_logging()
     settings = Settings()
@@ -112,8 +112,7 @@ def ingest(
         raise fail(str(err)) from None
     from rare_ecg.ingest.job import run_ingest_job
 
-    try:
-        init_ray(settings)
+    try:  # Ray starts once the archive is listed (a bad archive fails before it)
         summary = run_ingest_job(cfg, settings, progress=_Progress())
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise fail(str(err)) from None
@@ -160,7 +159,7 @@ def pretrain(
     import logging
 
     from rare_ecg.config import PretrainConfig
-    from rare_ecg.runtime import init_ray, setup_logging
+    from rare_ecg.runtime import setup_logging
 
     setup_logging(verbose)
     if verbose:
@@ -186,8 +185,7 @@ def pretrain(
     from rare_ecg.train.progress import print_epoch, summary_line
 
     settings = Settings()
-    try:
-        init_ray(settings)
+    try:  # Ray starts once the lake passes every check (a bad one fails before it)
         summary = run_pretrain_job(cfg, settings, on_epoch=print_epoch)
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None
@@ -383,12 +381,10 @@ def finetune(
         "storage_path": storage_path,
     }
     cfg = _job_config(FinetuneConfig, config, overrides)
-    from rare_ecg.runtime import init_ray
     from rare_ecg.train.finetune import epoch_line, run_finetune_job, summary_line
 
     settings = Settings()
-    try:
-        init_ray(settings)
+    try:  # Ray starts once the lake and the encoder pass every check (bad input fails before it)
         summary = run_finetune_job(cfg, settings, on_epoch=lambda m: typer.echo(epoch_line(m), err=True))
     except (FileNotFoundError, ValueError) as err:
         raise fail(str(err)) from None

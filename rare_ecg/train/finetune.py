@@ -36,6 +36,7 @@ from rare_ecg.model.config import ModelConfig
 from rare_ecg.model.network import EcgModel, with_labels
 from rare_ecg.registry import CLASSIFIER_NAME, ENCODER_NAME, load_model, log_model, register_model, set_alias
 from rare_ecg.registry.tracking import find_run, use_experiment
+from rare_ecg.runtime import cluster_cpus
 from rare_ecg.train.data import (
     ATTRIBUTE_COLUMNS,
     WAVEFORM_COLUMNS,
@@ -177,9 +178,9 @@ def _starting_model(
 
 
 def plan_finetuning(cfg: FinetuneConfig, settings: Settings) -> FinetunePlan:
-    """Every check of the job's inputs; raises a ValueError with a one-line reason before any worker."""
+    """Every check of the job's inputs; raises a ValueError with a one-line reason before any worker.
+    Starts Ray (or joins RAY_ADDRESS) when it is not running, once the lake and model checks pass."""
     import mlflow
-    import ray
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     lake = normalize_lake(cfg.lake or settings.lake)
@@ -216,7 +217,7 @@ def plan_finetuning(cfg: FinetuneConfig, settings: Settings) -> FinetunePlan:
     cols = [candidates.index(x) for x in labels]
     targets = {s: y_all[m][:, cols] for s, m in in_split.items()}
     model, encoder = _starting_model(cfg, labels, rates)
-    cpus = float(ray.cluster_resources().get("CPU", 0.0))
+    cpus = cluster_cpus(settings)  # Ray starts here, once every input above is known good
     if cfg.workers * cfg.cpus_per_worker + DATA_CPUS > cpus:
         raise LakeInputError(
             f"{cfg.workers} workers x {cfg.cpus_per_worker} CPUs (+{DATA_CPUS} for data feeding) do not fit "
@@ -392,7 +393,7 @@ def run_finetune_job(
 ) -> dict[str, Any]:
     """Fine-tune a classifier from the lake; returns the job's summary (the CLI's JSON line).
 
-    Needs Ray initialised. Every input is checked first (`plan_finetuning`)."""
+    Every input is checked first (`plan_finetuning`, which starts Ray when it is not running)."""
     import mlflow
 
     started = time.perf_counter()

@@ -23,6 +23,7 @@ from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_WAVEFORMS
 from rare_ecg.model.config import ModelConfig
 from rare_ecg.registry import ENCODER_NAME, log_model, register_model
 from rare_ecg.registry.tracking import find_run, use_experiment
+from rare_ecg.runtime import cluster_cpus
 from rare_ecg.train.data import LakeInputError, LakeSnapshot, open_snapshot, split_dataset, split_plan
 from rare_ecg.train.data import waveform_rates as lake_rates
 from rare_ecg.train.loop import (
@@ -106,9 +107,8 @@ def _model_config(cfg: PretrainConfig) -> ModelConfig:
 
 
 def plan_pretraining(cfg: PretrainConfig, settings: Settings) -> PretrainPlan:
-    """Every check of the job's inputs; raises LakeInputError (a ValueError) with a one-line reason."""
-    import ray
-
+    """Every check of the job's inputs; raises LakeInputError (a ValueError) with a one-line reason. Starts
+    Ray (or joins RAY_ADDRESS) when it is not running, after the lake checks: its CPUs are checked last."""
     lake = normalize_lake(cfg.lake or settings.lake)
     model_cfg = _model_config(cfg)
     versions = {
@@ -133,7 +133,7 @@ def plan_pretraining(cfg: PretrainConfig, settings: Settings) -> PretrainPlan:
             f"windows per split: {windows or 'none'})"
         )
     validate = cfg.validation_split is not None and windows.get(cfg.validation_split, 0) > 0
-    cpus = float(ray.cluster_resources().get("CPU", 0.0))
+    cpus = cluster_cpus(settings)  # Ray starts here, once every input above is known good
     if cfg.workers * cfg.cpus_per_worker + DATA_CPUS > cpus:
         raise LakeInputError(
             f"{cfg.workers} workers x {cfg.cpus_per_worker} CPUs (+{DATA_CPUS} for data feeding) do not fit "
@@ -317,8 +317,8 @@ def run_pretrain_job(
 ) -> dict[str, Any]:
     """Pretrain an encoder from the lake; returns the job's summary (the CLI's JSON line).
 
-    Needs Ray initialised (its CPUs are checked against the workers). Every input is checked first
-    (`plan_pretraining`): a bad one raises LakeInputError before a worker starts."""
+    Every input is checked first (`plan_pretraining`, which starts Ray when it is not running, once the
+    lake checks pass): a bad one raises LakeInputError before a worker starts."""
     import mlflow
 
     from rare_ecg.model.network import EcgModel

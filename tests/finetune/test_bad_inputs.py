@@ -16,11 +16,19 @@ from rare_ecg.registry import CLASSIFIER_NAME, ENCODER_NAME
 from rare_ecg.train.finetune import plan_finetuning
 from tests.finetune.conftest import finetune_config, register
 
-pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("ray_session")]
+pytestmark = [pytest.mark.slow(80), pytest.mark.timeout(900), pytest.mark.usefixtures("ray_session")]
+
+
+# A cluster address nothing answers at: bad input must be reported before any cluster is contacted.
+UNREACHABLE_RAY = "127.0.0.1:9"
 
 
 def cli(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "RAY_ADDRESS": UNREACHABLE_RAY,
+    }
     return subprocess.run(
         [sys.executable, "-m", "rare_ecg.cli", *args], capture_output=True, text=True, env=env, timeout=240
     )

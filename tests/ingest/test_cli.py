@@ -19,13 +19,17 @@ from rare_ecg.config import IngestConfig, Settings, load_yaml
 from rare_ecg.ingest.job import run_ingest_job
 from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_REJECTS, ECG_WAVEFORMS
 
+pytestmark = pytest.mark.slow(140)
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "jobs" / "configs"
 
 
-def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, timeout: float = 240, ray_address: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     env.pop("RAY_ADDRESS", None)
+    if ray_address is not None:
+        env["RAY_ADDRESS"] = ray_address
     return subprocess.run(
         [sys.executable, "-m", "rare_ecg.cli", *args],
         capture_output=True,
@@ -90,8 +94,9 @@ def test_ingest_cli_500hz_twice_exits_zero_and_the_second_run_adds_nothing(
 def test_bad_input_exits_nonzero_with_a_one_line_reason(
     args: tuple[str, ...], message: str, tmp_path: Path
 ) -> None:
-    result = cli(*args, "--lake", str(tmp_path / "lake"))
-    assert result.returncode == 2
+    # a cluster address nothing answers at: bad input is reported before any cluster is contacted
+    result = cli(*args, "--lake", str(tmp_path / "lake"), ray_address="127.0.0.1:9")
+    assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.strip().splitlines() if line.startswith("rare-ecg: error:")]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
     assert not (tmp_path / "lake" / ECG_RECORDS).exists()

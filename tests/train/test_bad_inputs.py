@@ -53,8 +53,12 @@ def test_unknown_config_keys_are_refused() -> None:
 
 
 def _cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    env.pop("RAY_ADDRESS", None)
+    # a cluster address nothing answers at: bad input must be reported before any cluster is contacted
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "RAY_ADDRESS": "127.0.0.1:9",
+    }
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, timeout=100, env=env, cwd=REPO, check=False
     )
