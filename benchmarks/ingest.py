@@ -2,6 +2,9 @@
 
     python -m benchmarks.ingest [--quick] [--worker-cost] [--memory --sizes 20000 100000]
 
+--worker-cost: a worker batch's per-record cost without Ray, in one process and in one process per CPU at
+once (their median, and the records per second they make together: what the machine can reach at all).
+
 Builds PTB-XL-layout archives of N records (the 250 real records of ../shared/data under new names, each
 changed in one sample so every copy is its own ECG), then for each rate (100 and 500 Hz) and N:
 - baseline: one process, `wfdb.rdsamp` per record, signals appended to one Parquet file;
@@ -196,9 +199,12 @@ def memory_one(n: int) -> dict[str, Any]:
     }
 
 
-def worker_cost(archive: Path, fs_hz: int, batches: int = 6, batch_size: int = 64) -> dict[str, float]:
+def worker_cost(
+    archive: Path, fs_hz: int, batches: int = 6, batch_size: int = 64, barrier: Any = None
+) -> dict[str, float]:
     """Per-record cost of one worker batch in this process (no Ray): read, validate, preprocess, beat
-    positions, rows and Parquet part files, as a Ray Data task does it. Median and best over batches."""
+    positions, rows and Parquet part files, as a Ray Data task does it. Median and best over batches.
+    ``barrier``: waited on after the warm-up batch, so that processes measured together overlap."""
     from datetime import UTC, datetime
 
     from rare_ecg.archive import open_archive
@@ -213,6 +219,8 @@ def worker_cost(archive: Path, fs_hz: int, batches: int = 6, batch_size: int = 6
             datetime.now(UTC), identity.Secret(b"benchmark"),
         )  # fmt: skip
         proc(chunks[0])  # warm: imports, caches
+        if barrier is not None:
+            barrier.wait()
         per_record = []
         for chunk in chunks[1:]:
             t0 = time.perf_counter()
@@ -220,6 +228,35 @@ def worker_cost(archive: Path, fs_hz: int, batches: int = 6, batch_size: int = 6
             per_record.append((time.perf_counter() - t0) / chunk.num_rows)
     per_record.sort()
     return {"median_ms": 1000 * per_record[len(per_record) // 2], "best_ms": 1000 * per_record[0]}
+
+
+def _worker_cost_child(archive: Path, fs_hz: int, batches: int, barrier: Any, out: Any) -> None:
+    out.put(worker_cost(archive, fs_hz, batches=batches, barrier=barrier))
+
+
+def worker_ceiling(archive: Path, fs_hz: int, processes: int, batches: int = 12) -> dict[str, float]:
+    """The machine's ceiling for this per-record work: ``processes`` processes (one per CPU) each run
+    worker batches at the same time, as Ray Data's tasks do; every process's median per-record cost,
+    and the records per second all of them together manage (processes / cost), with no Ray overhead."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    children = [
+        ctx.Process(target=_worker_cost_child, args=(archive, fs_hz, batches, barrier, out))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    costs = [out.get(timeout=600)["median_ms"] for _ in children]
+    for child in children:
+        child.join(timeout=60)
+    together = float(np.median(costs))
+    return {
+        "processes": processes,
+        "together_median_ms": round(together, 3),
+        "ceiling_records_per_s": round(processes * 1000 / together, 1),
+    }
 
 
 def _marginal(runs: list[dict[str, Any]], key: str) -> float:
@@ -235,7 +272,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="archive sizes (default 1000 5000 20000)")
     parser.add_argument("--rates", type=int, nargs="*", default=[100, 500], help="PTB-XL rates to read")
     parser.add_argument(
-        "--worker-cost", action="store_true", help="only the per-record cost of a worker batch (no Ray)"
+        "--worker-cost",
+        action="store_true",
+        help="only the per-record cost of a worker batch (no Ray): in one process, then in one per CPU at once",
     )
     parser.add_argument(
         "--memory",
@@ -256,7 +295,15 @@ def main() -> None:
         return
     if args.worker_cost:
         archive = build_archive(WORK / "ptbxl-v2-1000", 1000)
-        emit({f"{fs}hz": worker_cost(archive, fs) for fs in args.rates} | {"machine": machine()})
+        cpus = os.cpu_count() or 1
+        emit(
+            {
+                f"{fs}hz": {k: round(v, 3) for k, v in worker_cost(archive, fs, batches=12).items()}
+                | worker_ceiling(archive, fs, cpus)
+                for fs in args.rates
+            }
+            | {"machine": machine()}
+        )
         return
     sizes = sorted(args.sizes or ([1000, 5000] if args.quick else [1000, 5000, 20000]))
     if not SAMPLE.exists():
