@@ -26,8 +26,9 @@ lint: venv
 	$(BIN)/mypy
 
 # ruff first (seconds), then mypy beside the test suite, and the suite in two processes that take whole
-# test files, the longest first (pytest-xdist; tests/conftest.py orders them): one process left about a
-# third of the 2 cores idle, in Ray and subprocess start-ups. Any of them failing fails the target.
+# test files in the order tests/conftest.py gives, the longest first (pytest-xdist would otherwise start
+# with the files of most tests and leave the one-test demo for last). One process left about a third of
+# the 2 cores idle, in Ray and subprocess start-ups. Any of them failing fails the target.
 test: venv
 	$(BIN)/ruff check rare_ecg jobs tests benchmarks
 	$(BIN)/ruff format --check rare_ecg jobs tests benchmarks
@@ -37,4 +38,4 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
