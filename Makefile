@@ -25,10 +25,10 @@ lint: venv
 	$(BIN)/ruff format --check rare_ecg jobs tests benchmarks
 	$(BIN)/mypy
 
-# ruff first (seconds), then mypy beside the test suite, and the suite in two processes that take whole
-# test files in the order tests/conftest.py gives, the longest first (pytest-xdist would otherwise start
-# with the files of most tests and leave the one-test demo for last). One process left about a third of
-# the 2 cores idle, in Ray and subprocess start-ups. Any of them failing fails the target.
+# ruff first (seconds), then mypy beside the test suite: the suite leaves about a third of the 2 cores
+# idle (Ray and subprocess start-ups), which mypy's single-core minute fills. Either failing fails the
+# target. (Two pytest-xdist processes were tried: 15 minutes instead of 18, but the extra load made a
+# Ray start-up in a CLI test time out, ray-project/ray#65983; kept serial.)
 test: venv
 	$(BIN)/ruff check rare_ecg jobs tests benchmarks
 	$(BIN)/ruff format --check rare_ecg jobs tests benchmarks
@@ -38,4 +38,4 @@ typecheck: venv
 	$(BIN)/mypy
 
 pytest: venv
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q

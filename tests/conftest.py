@@ -45,15 +45,3 @@ def ray_session() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules marked ``slow(seconds)`` run first, longest first; the rest keep their order. `make test`
-    runs the suite in two processes that take whole files (pytest-xdist, --dist loadfile): started last,
-    the demo alone kept one process busy for minutes after the other had finished."""
-
-    def weight(item: pytest.Item) -> float:
-        marker = item.get_closest_marker("slow")
-        return -float(marker.args[0]) if marker is not None and marker.args else 0.0
-
-    items.sort(key=weight)  # stable: the order within a module and among unmarked modules stays

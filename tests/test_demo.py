@@ -11,8 +11,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-pytestmark = pytest.mark.slow(220)
-
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -22,7 +22,7 @@ from rare_ecg.lake.schema import SUBGROUP_METRICS
 from rare_ecg.metrics import per_label_metrics
 from rare_ecg.registry import load_model
 
-pytestmark = [pytest.mark.slow(100), pytest.mark.timeout(900), pytest.mark.usefixtures("ray_session")]
+pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("ray_session")]
 
 
 def cli(*args: str, root: Path) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from rare_ecg.registry import CLASSIFIER_NAME, ENCODER_NAME
 from rare_ecg.train.finetune import plan_finetuning
 from tests.finetune.conftest import finetune_config, register
 
-pytestmark = [pytest.mark.slow(80), pytest.mark.timeout(900), pytest.mark.usefixtures("ray_session")]
+pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("ray_session")]
 
 
 # A cluster address nothing answers at: bad input must be reported before any cluster is contacted.

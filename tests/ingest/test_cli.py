@@ -19,8 +19,6 @@ from rare_ecg.config import IngestConfig, Settings, load_yaml
 from rare_ecg.ingest.job import run_ingest_job
 from rare_ecg.lake.schema import ECG_LABELS, ECG_RECORDS, ECG_REJECTS, ECG_WAVEFORMS
 
-pytestmark = pytest.mark.slow(140)
-
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "jobs" / "configs"
 
@@ -181,13 +179,17 @@ def test_a_process_killed_mid_run_leaves_no_rows_and_the_retry_completes(
     ]  # fmt: skip
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(
-        args, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    stderr = tmp_path / "killed-run.stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            args, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err
+        )
     try:
         deadline = time.monotonic() + 240
         while not list((lake / ECG_WAVEFORMS).rglob("*.parquet")):
-            assert proc.poll() is None, "the run ended before it could be killed"
+            assert proc.poll() is None, (
+                f"the run ended before it could be killed: {stderr.read_text()[-3000:]}"
+            )
             assert time.monotonic() < deadline, "no part file appeared"
             time.sleep(0.2)
     finally:

@@ -15,8 +15,6 @@ from rare_ecg.model.inference import INPUT_NAMES, OUTPUT_NAMES, InferenceGraph, 
 from rare_ecg.model.inputs import model_inputs
 from rare_ecg.model.network import EcgModel, with_references
 
-pytestmark = pytest.mark.slow(55)
-
 TOLERANCE = 1e-4
 
 

@@ -28,7 +28,7 @@ from rare_ecg.scoring.job import run_score_job
 
 from .conftest import tiny_classifier
 
-pytestmark = [pytest.mark.slow(120), pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 REPO = Path(__file__).resolve().parents[2]
 
 

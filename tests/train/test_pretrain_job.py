@@ -21,7 +21,7 @@ from rare_ecg.train.job import LOSS_TERMS, run_pretrain_job
 from rare_ecg.train.loop import CHECKPOINT_FILE
 from tests.train.conftest import settings_for, tiny_config
 
-pytestmark = [pytest.mark.slow(130), pytest.mark.timeout(420), pytest.mark.usefixtures("ray_session")]
+pytestmark = [pytest.mark.timeout(420), pytest.mark.usefixtures("ray_session")]
 
 TERMS = ("global", "local", "trend", "attributes", "total")
 
